@@ -1,6 +1,7 @@
 #include "shm/var_slot_pool.h"
 
 #include <atomic>
+#include <cstddef>
 
 #include "absl/base/macros.h"
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,17 @@
 
 namespace shmhub::shm {
 namespace {
+
+// The (generation, state) pair of a SlotMeta as one 64-bit word, little-endian:
+// generation in the low half. SlotMeta records are 16 bytes at 64-aligned
+// metadata arrays, so the pair is 8-byte aligned.
+static_assert(offsetof(SlotMeta, generation) == 0 && offsetof(SlotMeta, state) == 4);
+std::atomic_ref<uint64_t> GenerationStateWord(SlotMeta& meta) {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(&meta));
+}
+constexpr uint64_t PackGenerationState(uint32_t generation, uint32_t state) {
+  return (uint64_t{state} << 32) | generation;
+}
 
 // Bound on the CAS attempts of one pop or one push. A CAS on free_head fails
 // only when another pop or push succeeded between our load and our CAS, a
@@ -187,24 +199,24 @@ absl::Status VarSlotPool::CheckRef(const SlotRef& ref) const {
 absl::Status VarSlotPool::Free(const SlotRef& ref) {
   if (absl::Status s = CheckRef(ref); !s.ok()) return s;
   SlotMeta& meta = MetaAt(ref.class_idx, ref.slot_idx);
-  // acquire: pairs with the allocator's acq_rel increment.
-  const uint32_t generation =
-      std::atomic_ref<uint32_t>(meta.generation).load(std::memory_order_acquire);
-  if (generation != ref.generation) {
-    return ShmError(
-        ShmErrc::kDoubleFree,
-        absl::StrCat("slot ", ref.slot_idx, " of class ", uint32_t{ref.class_idx},
-                     " has generation ", generation, ", the reference ", ref.generation));
-  }
-  uint32_t state = kSlotAllocated;
-  // D-4, acq_rel on success: only one freer can flip 1 -> 0, and its later
+  // D-4, tightened: generation (offset 0) and state (offset 4) are adjacent
+  // words of an 8-byte-aligned record, so one 64-bit CAS requires "still this
+  // generation AND still Allocated" while flipping the state. A CAS on the
+  // state alone would let a stale reference free a slot that was freed and
+  // re-allocated between our generation check and the CAS. Same bytes as
+  // Rust's store; Rust peers access them as two 32-bit atomics (format §1.6,
+  // mixed-size access). acq_rel on success: only one freer wins and its later
   // stores are ordered after the flip; acquire on failure: we only report.
-  if (!std::atomic_ref<uint32_t>(meta.state)
-           .compare_exchange_strong(state, kSlotFree, std::memory_order_acq_rel,
-                                    std::memory_order_acquire)) {
+  uint64_t expected = PackGenerationState(ref.generation, kSlotAllocated);
+  if (!GenerationStateWord(meta).compare_exchange_strong(
+          expected, PackGenerationState(ref.generation, kSlotFree), std::memory_order_acq_rel,
+          std::memory_order_acquire)) {
     return ShmError(ShmErrc::kDoubleFree,
                     absl::StrCat("slot ", ref.slot_idx, " of class ", uint32_t{ref.class_idx},
-                                 " has state ", state, ", not Allocated"));
+                                 " has generation ", static_cast<uint32_t>(expected),
+                                 " and state ", static_cast<uint32_t>(expected >> 32),
+                                 "; the reference has generation ", ref.generation,
+                                 " and needs state Allocated"));
   }
   // release: published to the next allocator by the push CAS.
   std::atomic_ref<uint32_t>(meta.owner_peer).store(0, std::memory_order_release);
