@@ -52,6 +52,29 @@ absl::Status UnexpectedState(const StateReading& observed, uint32_t epoch, PeerS
                                      ", expected ", PeerStateName(expected)));
 }
 
+
+// The error for finding the pair `observed` where (expected, epoch) was
+// required, classified in a fixed order: kInvalidState (state word not
+// 0..3), kWrongState (another state), kStaleEpoch (right state, other epoch).
+absl::Status PairMismatch(uint64_t observed, PeerState expected, uint32_t epoch) {
+  const StateReading state = StateReading::FromRaw(PairStateWord(observed));
+  const uint32_t observed_epoch = PairEpoch(observed);
+  const std::string wanted = absl::StrCat(PeerStateName(expected), " (epoch ", epoch, ")");
+  if (!state.valid) {
+    return ShmError(ShmErrc::kInvalidState,
+                    absl::StrCat("peer entry holds ", DescribeObserved(state, observed_epoch),
+                                 ", expected ", wanted));
+  }
+  if (state.state != expected) {
+    return ShmError(ShmErrc::kWrongState,
+                    absl::StrCat("peer entry is ", DescribeObserved(state, observed_epoch),
+                                 ", expected ", wanted));
+  }
+  return ShmError(ShmErrc::kStaleEpoch,
+                  absl::StrCat("stale epoch: peer entry is ",
+                               DescribeObserved(state, observed_epoch), ", expected ", wanted));
+}
+
 }  // namespace
 
 absl::string_view PeerStateName(PeerState state) {
@@ -204,22 +227,7 @@ absl::Status PeerEntryView::Fenced(PeerState from, PeerState to, uint32_t epoch)
           observed, PackPair(to, epoch), std::memory_order_acq_rel, std::memory_order_acquire)) {
     return absl::OkStatus();
   }
-  const StateReading state = StateReading::FromRaw(PairStateWord(observed));
-  const uint32_t observed_epoch = PairEpoch(observed);
-  const std::string expected = absl::StrCat(PeerStateName(from), " (epoch ", epoch, ")");
-  if (!state.valid) {
-    return ShmError(ShmErrc::kInvalidState,
-                    absl::StrCat("peer entry holds ", DescribeObserved(state, observed_epoch),
-                                 ", expected ", expected));
-  }
-  if (state.state != from) {
-    return ShmError(ShmErrc::kWrongState,
-                    absl::StrCat("peer entry is ", DescribeObserved(state, observed_epoch),
-                                 ", expected ", expected));
-  }
-  return ShmError(ShmErrc::kStaleEpoch,
-                  absl::StrCat("stale epoch: peer entry is ",
-                               DescribeObserved(state, observed_epoch), ", expected ", expected));
+  return PairMismatch(observed, from, epoch);
 }
 
 absl::Status PeerEntryView::ClaimFenced(uint32_t epoch) {
@@ -232,6 +240,50 @@ absl::Status PeerEntryView::ReleaseFenced(uint32_t epoch) {
 
 absl::Status PeerEntryView::GoodbyeFenced(uint32_t epoch) {
   return Fenced(PeerState::kAttached, PeerState::kGoodbye, epoch);
+}
+
+absl::Status PeerEntryView::CheckPair(PeerState state, uint32_t epoch) const {
+  // One acquire load of the pair (see PairWord), so state and epoch agree.
+  const uint64_t observed = PairWord(entry_).load(std::memory_order_acquire);
+  if (observed == PackPair(state, epoch)) return absl::OkStatus();
+  return PairMismatch(observed, state, epoch);
+}
+
+absl::Status PeerEntryView::BeginRecovery(uint32_t epoch) {
+  // A guest may legitimately move Attached -> Goodbye between our load and
+  // our CAS; each lost CAS means the pair changed, so a few attempts cover
+  // every honest interleaving and a guest flipping words in a loop gets an
+  // error instead of a spinning daemon.
+  constexpr int kMaxAttempts = 8;
+  uint64_t observed = PairWord(entry_).load(std::memory_order_acquire);
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    const StateReading state = StateReading::FromRaw(PairStateWord(observed));
+    if (PairEpoch(observed) != epoch || state.Is(PeerState::kEmpty) ||
+        state.Is(PeerState::kReserved)) {
+      return PairMismatch(observed, PeerState::kAttached, epoch);
+    }
+    if (state.Is(PeerState::kGoodbye)) return absl::OkStatus();
+    // Attached or an invalid word, with our epoch: fence it into Goodbye.
+    // acq_rel / acq as for every state transition (§5.6); on failure
+    // `observed` is reloaded and reclassified.
+    if (PairWord(entry_).compare_exchange_strong(observed, PackPair(PeerState::kGoodbye, epoch),
+                                                 std::memory_order_acq_rel,
+                                                 std::memory_order_acquire)) {
+      return absl::OkStatus();
+    }
+  }
+  return ShmError(ShmErrc::kStaleEpoch,
+                  absl::StrCat("peer entry kept changing while recovery tried to fence epoch ",
+                               epoch, "; last seen ",
+                               DescribeObserved(StateReading::FromRaw(PairStateWord(observed)),
+                                                PairEpoch(observed))));
+}
+
+absl::Status PeerEntryView::FinishRecovery(uint32_t epoch) {
+  // Heartbeat first, as Reset() does, so the next occupant never sees the
+  // previous one's heartbeat; release pairs with a reader's acquire load.
+  std::atomic_ref<uint64_t>(entry_->last_heartbeat).store(0, std::memory_order_release);
+  return Fenced(PeerState::kGoodbye, PeerState::kEmpty, epoch);
 }
 
 uint64_t PeerEntryView::RingOffset() const {

@@ -111,6 +111,18 @@ class PeerEntryView {
   absl::Status ReleaseFenced(uint32_t epoch);  // (Reserved, E) -> (Empty, E)
   absl::Status GoodbyeFenced(uint32_t epoch);  // (Attached, E) -> (Goodbye, E)
 
+  // OK when the pair is exactly (state, epoch); otherwise the classified
+  // error of the fenced operations. One 64-bit acquire load.
+  absl::Status CheckPair(PeerState state, uint32_t epoch) const;
+
+  // Recovery (§14), host only. BeginRecovery fences occupancy `epoch` into
+  // Goodbye from Attached, Goodbye or an invalid state word (step 1); it
+  // refuses Empty and Reserved (kWrongState) and any other epoch
+  // (kStaleEpoch), changing nothing. FinishRecovery is step 6: heartbeat 0,
+  // then (Goodbye, E) -> (Empty, E); the epoch is kept.
+  absl::Status BeginRecovery(uint32_t epoch);
+  absl::Status FinishRecovery(uint32_t epoch);
+
   // The stored ring_offset, untrusted: the host uses its own layout instead,
   // a guest validates it against the layout (§3) before use.
   uint64_t RingOffset() const;

@@ -1,0 +1,147 @@
+#include "server/hub_config.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "shm/format.h"
+
+namespace shmhub::server {
+namespace {
+
+absl::Status FlagError(absl::string_view flag, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", problem));
+}
+
+absl::Status RequireRange(absl::string_view flag, absl::Duration value, absl::Duration lo,
+                          absl::Duration hi) {
+  if (value < lo || value > hi) {
+    return FlagError(flag, absl::StrCat(absl::FormatDuration(value), " is outside ",
+                                        absl::FormatDuration(lo), "..", absl::FormatDuration(hi)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RequireRange(absl::string_view flag, uint64_t value, uint64_t lo, uint64_t hi) {
+  if (value < lo || value > hi) {
+    return FlagError(flag, absl::StrCat(value, " is outside ", lo, "..", hi));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Duration HubConfig::ScanInterval() const {
+  // A quarter interval, but never busier than 1ms nor lazier than 250ms, so
+  // that lease expiry and crash timeouts stay prompt with long intervals.
+  return std::clamp(heartbeat_interval / 4, absl::Milliseconds(1), absl::Milliseconds(250));
+}
+
+absl::Duration HubConfig::EffectiveHeartbeatGrace() const {
+  return heartbeat_grace == absl::ZeroDuration() ? crash_timeout : heartbeat_grace;
+}
+
+absl::Status ValidateHubConfig(const HubConfig& c) {
+  if (c.segment_path.empty() || c.segment_path.front() != '/') {
+    return FlagError("segment", absl::StrCat("'", c.segment_path, "' must be an absolute path"));
+  }
+  if (absl::Status s = RequireRange("max_guests", c.max_guests, 1, shm::kMaxGuests); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("ring_bytes", c.ring_bytes, 64, uint64_t{1} << 30); !s.ok()) {
+    return s;
+  }
+  if (c.slot_classes.empty()) return FlagError("slot_classes", "at least one class is required");
+  if (c.max_payload_size == 0) return FlagError("max_payload_size", "must be at least 1");
+  if (absl::Status s = RequireRange("heartbeat_interval", c.heartbeat_interval,
+                                    absl::Milliseconds(1), absl::Hours(1));
+      !s.ok()) {
+    return s;
+  }
+  // The crash timeout must exceed the format's staleness threshold, or a
+  // guest would be declared crashed before it is ever reported STALE.
+  if (c.crash_timeout <= 2 * c.heartbeat_interval) {
+    return FlagError("crash_timeout",
+                     absl::StrCat(absl::FormatDuration(c.crash_timeout),
+                                  " must exceed 2 x --heartbeat_interval (",
+                                  absl::FormatDuration(2 * c.heartbeat_interval), ")"));
+  }
+  if (c.heartbeat_grace < absl::ZeroDuration()) {
+    return FlagError("heartbeat_grace", "must not be negative");
+  }
+  if (absl::Status s = RequireRange("max_lease_ttl", c.max_lease_ttl, absl::Milliseconds(1),
+                                    absl::Hours(24 * 7));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("default_lease_ttl", c.default_lease_ttl,
+                                    absl::Milliseconds(1), c.max_lease_ttl);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("journal_capacity", c.journal_capacity, 16, 1 << 20);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("watcher_queue", c.watcher_queue, 1, 1 << 20); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("max_watchers", c.max_watchers, 1, 100000); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("watch_progress_interval", c.watch_progress_interval,
+                                    absl::Milliseconds(10), absl::Hours(1));
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = RequireRange("shutdown_grace", c.shutdown_grace, absl::ZeroDuration(),
+                                    absl::Minutes(5));
+      !s.ok()) {
+    return s;
+  }
+  if (c.listen.empty()) return FlagError("listen", "an address such as 127.0.0.1:50051 is required");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<shm::SlotClassConfig>> ParseSlotClasses(absl::string_view text) {
+  std::vector<shm::SlotClassConfig> classes;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ':');
+    uint32_t size = 0;
+    uint32_t count = 0;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &size) ||
+        !absl::SimpleAtoi(parts[1], &count)) {
+      return FlagError("slot_classes", absl::StrCat("'", item,
+                                                    "' is not SIZE:COUNT (for example 1024:256)"));
+    }
+    if (size < 8) {
+      return FlagError("slot_classes", absl::StrCat("slot size ", size, " in '", item,
+                                                    "' is below the minimum of 8 bytes"));
+    }
+    if (count < 1 || count > shm::kMaxSlotCount) {
+      return FlagError("slot_classes", absl::StrCat("slot count ", count, " in '", item,
+                                                    "' is outside 1..", shm::kMaxSlotCount));
+    }
+    if (!classes.empty() && size <= classes.back().slot_size) {
+      return FlagError("slot_classes", absl::StrCat("slot sizes must be strictly ascending; ",
+                                                    size, " follows ",
+                                                    classes.back().slot_size));
+    }
+    classes.push_back({size, count});
+  }
+  if (classes.size() > shm::kMaxSlotClasses) {
+    return FlagError("slot_classes", absl::StrCat(classes.size(), " classes exceed the maximum of ",
+                                                  shm::kMaxSlotClasses));
+  }
+  return classes;
+}
+
+std::string FormatSlotClasses(const std::vector<shm::SlotClassConfig>& classes) {
+  return absl::StrJoin(classes, ",", [](std::string* out, const shm::SlotClassConfig& c) {
+    absl::StrAppend(out, c.slot_size, ":", c.slot_count);
+  });
+}
+
+}  // namespace shmhub::server
