@@ -1,10 +1,15 @@
 #include "shm/peer_recovery.h"
 
 #include <algorithm>
+#include <atomic>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "shm/bip_buffer.h"
+#include "shm/format.h"
 #include "shm/frame.h"
+#include "shm/layout.h"
 #include "shm/peer_table.h"
 #include "shm/shm_error.h"
 #include "shm/var_slot_pool.h"
@@ -108,6 +113,36 @@ void DrainHostToGuest(BipBuffer& ring, VarSlotPool& pool, RecoveryReport& report
   }
 }
 
+// Part of step 3. Each ring's capacity and the entry's ring_offset are plain
+// fields the creator wrote once (§1.5), but the guest could write them too.
+// Left scribbled, they would outlive the guest: our attach checks them for
+// every entry (§3 step 13) and would lock every new guest out of the whole
+// segment, and a Rust guest takes a ring's bounds from its capacity field.
+// The host writes back its own values, which are the bytes the creator
+// wrote, so an honest ring's capacity is kept as §6.7 requires.
+void RestoreGeometry(const Segment& segment, uint32_t index, RecoveryReport& report) {
+  const SegmentLayout& layout = segment.layout();
+  for (const uint64_t offset : {layout.HostToGuestHeader(index), layout.GuestToHostHeader(index)}) {
+    auto* header = reinterpret_cast<RingHeader*>(segment.base() + offset);
+    // Relaxed load and store: the word publishes nothing, and the release
+    // CAS to Empty in step 6 orders the store before the next occupancy.
+    std::atomic_ref<uint32_t> capacity(header->capacity);
+    const uint32_t seen = capacity.load(std::memory_order_relaxed);
+    if (seen == layout.ring_capacity) continue;
+    capacity.store(layout.ring_capacity, std::memory_order_relaxed);
+    NoteProblem(report, absl::StrCat("ring header at ", offset, ": capacity ", seen,
+                                     " restored to ", layout.ring_capacity));
+  }
+  auto* entry = reinterpret_cast<PeerEntry*>(segment.base() + layout.EntryOffset(index));
+  // Relaxed, as for the capacities.
+  std::atomic_ref<uint64_t> ring_offset(entry->ring_offset);
+  const uint64_t seen = ring_offset.load(std::memory_order_relaxed);
+  if (seen == layout.RingOffset(index)) return;
+  ring_offset.store(layout.RingOffset(index), std::memory_order_relaxed);
+  NoteProblem(report, absl::StrCat("peer entry ring_offset ", seen, " restored to ",
+                                   layout.RingOffset(index)));
+}
+
 }  // namespace
 
 uint32_t RecoveryReport::ProblemCount() const {
@@ -151,6 +186,7 @@ absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, uint32_t peer
   if (absl::Status ours = still_ours(); !ours.ok()) return ours;
   host_to_guest.Reset();
   segment.GuestToHostRing(index).Reset();
+  RestoreGeometry(segment, index, report);
   done(RecoveryStep::kResetRings);
 
   // 4. Reclaim every slot the peer allocated itself.

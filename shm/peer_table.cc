@@ -258,9 +258,21 @@ absl::Status PeerEntryView::BeginRecovery(uint32_t epoch) {
   uint64_t observed = PairWord(entry_).load(std::memory_order_acquire);
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     const StateReading state = StateReading::FromRaw(PairStateWord(observed));
-    if (PairEpoch(observed) != epoch || state.Is(PeerState::kEmpty) ||
-        state.Is(PeerState::kReserved)) {
-      return PairMismatch(observed, PeerState::kAttached, epoch);
+    const uint32_t observed_epoch = PairEpoch(observed);
+    // Classified state first, then epoch, like the fenced operations. Empty
+    // and Reserved hold no occupancy that crashed; PairMismatch cannot say
+    // this, since three states (and invalid words) are acceptable here.
+    if (state.Is(PeerState::kEmpty) || state.Is(PeerState::kReserved)) {
+      return ShmError(ShmErrc::kWrongState,
+                      absl::StrCat("peer entry is ", DescribeObserved(state, observed_epoch),
+                                   ", expected Attached, Goodbye or an invalid state word (epoch ",
+                                   epoch, ") to recover"));
+    }
+    if (observed_epoch != epoch) {
+      return ShmError(ShmErrc::kStaleEpoch,
+                      absl::StrCat("stale epoch: peer entry is ",
+                                   DescribeObserved(state, observed_epoch),
+                                   ", recovery was asked for epoch ", epoch));
     }
     if (state.Is(PeerState::kGoodbye)) return absl::OkStatus();
     // Attached or an invalid word, with our epoch: fence it into Goodbye.
@@ -280,6 +292,12 @@ absl::Status PeerEntryView::BeginRecovery(uint32_t epoch) {
 }
 
 absl::Status PeerEntryView::FinishRecovery(uint32_t epoch) {
+  // Check the pair before touching the heartbeat, so a refused finish leaves
+  // the entry as it found it. Only the host moves an entry out of Goodbye,
+  // one recovery per peer at a time, so between this check and the CAS below
+  // the pair can change only through a guest scribbling on its own entry:
+  // the heartbeat we then zero is that guest's, never a newer occupancy's.
+  if (absl::Status ours = CheckPair(PeerState::kGoodbye, epoch); !ours.ok()) return ours;
   // Heartbeat first, as Reset() does, so the next occupant never sees the
   // previous one's heartbeat; release pairs with a reader's acquire load.
   std::atomic_ref<uint64_t>(entry_->last_heartbeat).store(0, std::memory_order_release);
