@@ -31,6 +31,34 @@ absl::Status RequireRange(absl::string_view flag, uint64_t value, uint64_t lo, u
   return absl::OkStatus();
 }
 
+// The rules our segment creator enforces on one class (§8.2, D-9), checked
+// here so the message names the flag instead of surfacing from the segment.
+absl::Status CheckSlotClass(const shm::SlotClassConfig& c, const shm::SlotClassConfig* previous) {
+  const std::string item = absl::StrCat(c.slot_size, ":", c.slot_count);
+  if (c.slot_size < 8) {
+    return FlagError("slot_classes", absl::StrCat("slot size ", c.slot_size, " in '", item,
+                                                  "' is below the minimum of 8 bytes"));
+  }
+  if (c.slot_count < 1 || c.slot_count > shm::kMaxSlotCount) {
+    return FlagError("slot_classes", absl::StrCat("slot count ", c.slot_count, " in '", item,
+                                                  "' is outside 1..", shm::kMaxSlotCount));
+  }
+  if (previous != nullptr && c.slot_size <= previous->slot_size) {
+    return FlagError("slot_classes", absl::StrCat("slot sizes must be strictly ascending; ",
+                                                  c.slot_size, " follows ", previous->slot_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckClassCount(size_t count) {
+  if (count < 1) return FlagError("slot_classes", "at least one class is required");
+  if (count > shm::kMaxSlotClasses) {
+    return FlagError("slot_classes",
+                     absl::StrCat(count, " classes exceed the maximum of ", shm::kMaxSlotClasses));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Duration HubConfig::ScanInterval() const {
@@ -53,7 +81,13 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
   if (absl::Status s = RequireRange("ring_bytes", c.ring_bytes, 64, uint64_t{1} << 30); !s.ok()) {
     return s;
   }
-  if (c.slot_classes.empty()) return FlagError("slot_classes", "at least one class is required");
+  if (absl::Status s = CheckClassCount(c.slot_classes.size()); !s.ok()) return s;
+  for (size_t k = 0; k < c.slot_classes.size(); ++k) {
+    const shm::SlotClassConfig* previous = k == 0 ? nullptr : &c.slot_classes[k - 1];
+    if (absl::Status s = CheckSlotClass(c.slot_classes[k], previous); !s.ok()) {
+      return s;
+    }
+  }
   if (c.max_payload_size == 0) return FlagError("max_payload_size", "must be at least 1");
   if (absl::Status s = RequireRange("heartbeat_interval", c.heartbeat_interval,
                                     absl::Milliseconds(1), absl::Hours(1));
@@ -116,25 +150,14 @@ absl::StatusOr<std::vector<shm::SlotClassConfig>> ParseSlotClasses(absl::string_
       return FlagError("slot_classes", absl::StrCat("'", item,
                                                     "' is not SIZE:COUNT (for example 1024:256)"));
     }
-    if (size < 8) {
-      return FlagError("slot_classes", absl::StrCat("slot size ", size, " in '", item,
-                                                    "' is below the minimum of 8 bytes"));
+    const shm::SlotClassConfig parsed{size, count};
+    if (absl::Status s = CheckSlotClass(parsed, classes.empty() ? nullptr : &classes.back());
+        !s.ok()) {
+      return s;
     }
-    if (count < 1 || count > shm::kMaxSlotCount) {
-      return FlagError("slot_classes", absl::StrCat("slot count ", count, " in '", item,
-                                                    "' is outside 1..", shm::kMaxSlotCount));
-    }
-    if (!classes.empty() && size <= classes.back().slot_size) {
-      return FlagError("slot_classes", absl::StrCat("slot sizes must be strictly ascending; ",
-                                                    size, " follows ",
-                                                    classes.back().slot_size));
-    }
-    classes.push_back({size, count});
+    classes.push_back(parsed);
   }
-  if (classes.size() > shm::kMaxSlotClasses) {
-    return FlagError("slot_classes", absl::StrCat(classes.size(), " classes exceed the maximum of ",
-                                                  shm::kMaxSlotClasses));
-  }
+  if (absl::Status s = CheckClassCount(classes.size()); !s.ok()) return s;
   return classes;
 }
 

@@ -38,6 +38,8 @@
 #include "absl/time/time.h"
 #include "server/event_journal.h"
 #include "server/hub_config.h"
+#include "server/log.h"
+#include "server/slot_record.h"
 #include "shm/peer_recovery.h"
 #include "shm/segment.h"
 #include "shmhub/v1/hub.pb.h"
@@ -72,6 +74,13 @@ class PeerHub {
   // NOT_FOUND for a peer id above max_guests, FAILED_PRECONDITION for a
   // wrong state or stale epoch, RESOURCE_EXHAUSTED for no free slot,
   // UNAVAILABLE after BeginShutdown.
+  //
+  // Release and Evict fence twice: on the published state and epoch (what
+  // GetPeer showed the caller), then on the segment's pair with one CAS; a
+  // guest's change that no Scan has published yet fails the second check,
+  // changes nothing, and is published by the next Scan. Reserve takes the
+  // lowest slot that is Empty both as published and in the segment (D-8: a
+  // CAS lost to a guest moves on to the next slot).
   absl::StatusOr<Reservation> Reserve(const ReserveRequest& request);
   absl::Status Release(uint32_t peer_id, uint32_t epoch);
   absl::StatusOr<shm::RecoveryReport> Evict(uint32_t peer_id, uint32_t epoch,
@@ -85,7 +94,8 @@ class PeerHub {
   // ---- Liveness. One monitoring pass over the whole table: expires
   // leases, publishes ATTACHED / STALE / FRESH / GOODBYE / CRASHED, recovers
   // departed and crashed guests (RECOVERED). Called periodically by
-  // LivenessMonitor; tests may call it directly.
+  // LivenessMonitor; tests may call it directly. Does nothing after
+  // BeginShutdown: the event stream ends with HOST_SHUTDOWN.
   void Scan();
 
   // ---- Shutdown. Refuses further mutations (UNAVAILABLE), appends
@@ -97,14 +107,58 @@ class PeerHub {
   const shm::Segment& segment() const { return *segment_; }
 
  private:
-  struct SlotRecord;
   PeerHub(const HubConfig& config, EventJournal* journal, std::unique_ptr<shm::Segment> segment);
+
+  // The entry of a slot the hub has a record for (1..max_guests).
+  shm::PeerEntryView EntryOf(uint32_t peer_id) const;
+  // Null for peer ids outside 1..max_guests.
+  SlotRecord* FindRecord(uint32_t peer_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const SlotRecord* FindRecord(uint32_t peer_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status NoSuchPeer(uint32_t peer_id) const;
+  // The reservation made with `request_id`, while its occupancy lasts.
+  std::optional<Reservation> FindReplay(const std::string& request_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs `event` and appends it to the journal. Every append happens under
+  // mu_, which is what makes Snapshot() exact.
+  void Publish(v1::PeerEvent event, LogLevel level = LogLevel::kInfo)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The monitoring pass, one slot at a time (peer_hub_scan.cc, where the
+  // rules are). `now_ns` is CLOCK_MONOTONIC.
+  void ScanSlot(SlotRecord& record, uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnInvalidState(SlotRecord& record, const shm::PeerPair& seen, uint64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnEmptied(SlotRecord& record, uint32_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnNewOccupancy(SlotRecord& record, const shm::PeerPair& seen, uint64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReservedSlot(SlotRecord& record, shm::PeerState seen, uint64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnAttachedSlot(SlotRecord& record, shm::PeerState seen, uint64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnRecoveringSlot(SlotRecord& record, shm::PeerState seen, uint64_t now_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLease(SlotRecord& record, uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AdoptForeignReservation(SlotRecord& record, uint64_t now_ns, const std::string& reason,
+                               LogLevel level) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishAttached(SlotRecord& record, uint64_t now_ns, const std::string& reason,
+                       LogLevel level) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishGoodbyeAndRecover(SlotRecord& record, const std::string& reason, LogLevel level)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckLiveness(SlotRecord& record, uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CrashAndRecover(SlotRecord& record, v1::Detector detector,
+                       std::optional<uint64_t> heartbeat_age_ns, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs format §14 on the record's occupancy and publishes RECOVERED. On
+  // failure the record keeps its state, so the next pass retries.
+  absl::StatusOr<shm::RecoveryReport> RecoverAndPublish(SlotRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const HubConfig config_;
   EventJournal* const journal_;
   const std::unique_ptr<shm::Segment> segment_;
+  const absl::Time started_at_;
   mutable absl::Mutex mu_;
-  std::vector<SlotRecord> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<SlotRecord> slots_ ABSL_GUARDED_BY(mu_);  // slots_[i] is peer i + 1
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 

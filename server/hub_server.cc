@@ -1,0 +1,136 @@
+#include "server/hub_server.h"
+
+#include <cstdint>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "server/log.h"
+
+namespace shmhub::server {
+namespace {
+
+// Keepalive: the server pings an idle connection every 30 s (10 s to
+// answer), so dead watchers are noticed and idle-killing middleboxes see
+// traffic. Clients may ping as often as every 5 s without data and without
+// any call open; the documented client setting (>= 10 s) keeps a 2x margin
+// against timer jitter, so it never earns too_many_pings strikes.
+constexpr int kKeepaliveTimeMs = 30'000;
+constexpr int kKeepaliveTimeoutMs = 10'000;
+constexpr int kMinClientPingIntervalMs = 5'000;
+constexpr int kMaxPingStrikes = 2;
+
+std::string RandomInstanceId() {
+  absl::BitGen gen;
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
+}
+
+// "HOST:0" -> "HOST:<port>"; IPv6 hosts keep their brackets.
+std::string BoundAddress(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  const std::string host = colon == std::string::npos ? listen : listen.substr(0, colon);
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+HubServer::HubServer(const HubConfig& config) : config_(config) {}
+
+HubServer::~HubServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& config) {
+  std::unique_ptr<HubServer> server(new HubServer(config));
+  server->journal_ = std::make_unique<EventJournal>(RandomInstanceId(), config.journal_capacity);
+  absl::StatusOr<std::unique_ptr<PeerHub>> hub = PeerHub::Create(config, server->journal_.get());
+  if (!hub.ok()) {
+    server->Abandon();
+    return hub.status();
+  }
+  server->hub_ = *std::move(hub);
+  server->service_ = std::make_unique<PeerHubService>(*server->hub_, *server->journal_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(server->service_.get());
+  // Without this, a second daemon could share a busy port via SO_REUSEPORT.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Server keepalive pings continue on a stream that carries no data.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             kMinClientPingIntervalMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kMaxPingStrikes);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    server->Abandon();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.listen,
+                     " (--listen): the address is in use, is not an address of this host, "
+                     "or is not HOST:PORT"));
+  }
+  server->monitor_ = std::make_unique<LivenessMonitor>(*server->hub_, config.ScanInterval());
+  server->port_ = port;
+  server->address_ = BoundAddress(config.listen, port);
+  server->server_->GetHealthCheckService()->SetServingStatus(v1::PeerHub::service_full_name(),
+                                                             true);
+  Log(LogLevel::kInfo,
+      absl::StrCat("started: listening on ", server->address_, ", segment ", config.segment_path,
+                   ", ", config.max_guests, " peer slots, heartbeat interval ",
+                   absl::FormatDuration(config.heartbeat_interval), ", crash timeout ",
+                   absl::FormatDuration(config.crash_timeout), ", instance ",
+                   server->hub_instance_id()));
+  return server;
+}
+
+void HubServer::Abandon() {
+  absl::MutexLock lock(&shutdown_mu_);
+  shut_down_ = true;
+  server_.reset();
+  service_.reset();
+  // Removes the segment this start created; no guest can have used it yet.
+  hub_.reset();
+}
+
+void HubServer::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + config_.shutdown_grace;
+  Log(LogLevel::kInfo, absl::StrCat("shutting down: telling ", service_->watcher_count(),
+                                    " watchers, draining RPCs for up to ",
+                                    absl::FormatDuration(config_.shutdown_grace)));
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  service_->StopAcceptingWatchers();
+  hub_->BeginShutdown();
+  if (!service_->WaitForWatchersToEnd(deadline)) {
+    Log(LogLevel::kWarning, absl::StrCat(service_->watcher_count(),
+                                         " watchers did not take HOST_SHUTDOWN in time; "
+                                         "cancelling their streams"));
+  }
+  server_->Shutdown(absl::ToChronoTime(deadline));
+  server_->Wait();
+  // Crashes keep being detected and recovered until the RPCs are drained.
+  monitor_.reset();
+  server_.reset();
+  service_.reset();
+  hub_.reset();
+  Log(LogLevel::kInfo,
+      absl::StrCat("shut down in ",
+                   absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
+                   "; segment ", config_.segment_path, " removed"));
+}
+
+}  // namespace shmhub::server

@@ -1,0 +1,334 @@
+// PeerHub: creation, the RPC operations, views and shutdown. The monitoring
+// pass (Scan) and recovery live in peer_hub_scan.cc.
+#include "server/peer_hub.h"
+
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "server/monotonic_clock.h"
+#include "server/peer_events.h"
+#include "server/peer_view.h"
+#include "server/proto_time.h"
+#include "shm/format.h"
+
+namespace shmhub::server {
+namespace {
+
+constexpr mode_t kSegmentMode = 0660;
+
+absl::Status ShuttingDown() { return absl::UnavailableError("shmhubd is shutting down"); }
+
+// Keeps the ShmErrc payload (shm/shm_error.h), so callers can still tell a
+// live segment from a bad path.
+absl::Status WithContext(const absl::Status& status, absl::string_view context) {
+  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
+  status.ForEachPayload([&out](absl::string_view type_url, const absl::Cord& payload) {
+    out.SetPayload(type_url, payload);
+  });
+  return out;
+}
+
+absl::string_view StateName(v1::PeerState state) {
+  switch (state) {
+    case v1::PEER_STATE_EMPTY:
+      return "Empty";
+    case v1::PEER_STATE_RESERVED:
+      return "Reserved";
+    case v1::PEER_STATE_ATTACHED:
+      return "Attached";
+    case v1::PEER_STATE_GOODBYE:
+      return "Goodbye";
+    case v1::PEER_STATE_CORRUPT:
+      return "Corrupt";
+    default:
+      return "Unspecified";
+  }
+}
+
+v1::PeerState ApiState(const shm::StateReading& reading) {
+  if (!reading.valid) return v1::PEER_STATE_CORRUPT;
+  switch (reading.state) {
+    case shm::PeerState::kEmpty:
+      return v1::PEER_STATE_EMPTY;
+    case shm::PeerState::kAttached:
+      return v1::PEER_STATE_ATTACHED;
+    case shm::PeerState::kGoodbye:
+      return v1::PEER_STATE_GOODBYE;
+    case shm::PeerState::kReserved:
+      return v1::PEER_STATE_RESERVED;
+  }
+  return v1::PEER_STATE_CORRUPT;
+}
+
+enum class FencedOp { kRelease, kEvict };
+
+// What a caller that found the slot in `observed` should do instead.
+absl::string_view FencingHint(FencedOp op, v1::PeerState observed) {
+  switch (observed) {
+    case v1::PEER_STATE_EMPTY:
+      return op == FencedOp::kRelease ? "there is no reservation to release" : "no guest holds it";
+    case v1::PEER_STATE_RESERVED:
+      return op == FencedOp::kRelease
+                 ? "that reservation has ended and the slot was reserved again"
+                 : "no guest has claimed it yet; use ReleasePeer to give a reservation back";
+    case v1::PEER_STATE_ATTACHED:
+      return op == FencedOp::kRelease
+                 ? "a guest claimed it; use EvictPeer to remove an attached guest"
+                 : "the guest you name is gone and another one holds the slot";
+    default:
+      return "its guest is gone and shmhubd is recovering the slot";
+  }
+}
+
+// "peer 3 is Attached at epoch 6, not Reserved at epoch 5; a guest claimed
+// it; use EvictPeer to remove an attached guest".
+absl::Status FencingError(FencedOp op, uint32_t peer_id, v1::PeerState observed,
+                          uint32_t observed_epoch, absl::string_view where, uint32_t epoch) {
+  const absl::string_view wanted = op == FencedOp::kRelease ? "Reserved" : "Attached";
+  return absl::FailedPreconditionError(
+      absl::StrCat("peer ", peer_id, " is ", StateName(observed), " at epoch ", observed_epoch,
+                   where, ", not ", wanted, " at epoch ", epoch, "; ", FencingHint(op, observed)));
+}
+
+// The same for a slot whose published state matched but whose entry did
+// not: a guest changed it since the last scan, which will publish that.
+absl::Status SegmentFencingError(FencedOp op, uint32_t peer_id, const shm::PeerPair& seen,
+                                 uint32_t epoch) {
+  return FencingError(op, peer_id, ApiState(seen.first), seen.second,
+                      " in the segment (a guest changed it since the last scan)", epoch);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config,
+                                                         EventJournal* journal) {
+  shm::SegmentConfig segment_config;
+  segment_config.max_guests = config.max_guests;
+  segment_config.ring_capacity = config.ring_bytes;
+  segment_config.classes = config.slot_classes;
+  segment_config.max_payload_size = config.max_payload_size;
+  segment_config.inline_threshold = 0;  // the format's default
+  segment_config.heartbeat_interval_ns = ToNs(config.heartbeat_interval);
+  segment_config.mode = kSegmentMode;
+  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
+      shm::Segment::Create(config.segment_path, segment_config);
+  if (!segment.ok()) {
+    return WithContext(segment.status(),
+                       absl::StrCat("cannot create the segment ", config.segment_path));
+  }
+  return std::unique_ptr<PeerHub>(new PeerHub(config, journal, *std::move(segment)));
+}
+
+PeerHub::PeerHub(const HubConfig& config, EventJournal* journal,
+                 std::unique_ptr<shm::Segment> segment)
+    : config_(config), journal_(journal), segment_(std::move(segment)), started_at_(absl::Now()) {
+  absl::MutexLock lock(&mu_);
+  slots_.reserve(config_.max_guests);
+  for (uint32_t peer_id = 1; peer_id <= config_.max_guests; ++peer_id) {
+    slots_.emplace_back(peer_id, EntryOf(peer_id).Epoch(), started_at_);
+  }
+}
+
+// The segment's destructor removes the file (format §15).
+PeerHub::~PeerHub() = default;
+
+shm::PeerEntryView PeerHub::EntryOf(uint32_t peer_id) const {
+  // Callers pass ids of existing records, 1..max_guests, which the table
+  // accepts by construction.
+  return *segment_->peers().Entry(peer_id);
+}
+
+SlotRecord* PeerHub::FindRecord(uint32_t peer_id) {
+  if (peer_id == 0 || peer_id > slots_.size()) return nullptr;
+  return &slots_[peer_id - 1];
+}
+
+const SlotRecord* PeerHub::FindRecord(uint32_t peer_id) const {
+  if (peer_id == 0 || peer_id > slots_.size()) return nullptr;
+  return &slots_[peer_id - 1];
+}
+
+absl::Status PeerHub::NoSuchPeer(uint32_t peer_id) const {
+  return absl::NotFoundError(absl::StrCat("no peer slot ", peer_id, ": this hub has slots 1..",
+                                          config_.max_guests, " (--max_guests)"));
+}
+
+void PeerHub::Publish(v1::PeerEvent event, LogLevel level) {
+  Log(level, DescribePeerEvent(event));
+  journal_->Append(std::move(event));
+}
+
+std::optional<Reservation> PeerHub::FindReplay(const std::string& request_id) const {
+  // Records drop their reservation when the slot is Empty again, so a match
+  // is a reservation whose occupancy still lasts.
+  for (const SlotRecord& record : slots_) {
+    if (record.reservation.has_value() && record.reservation->request_id == request_id) {
+      return Reservation{.peer_id = record.peer_id,
+                         .epoch = record.epoch,
+                         .lease_expires_at = record.reservation->lease_expires_at,
+                         .replayed = true};
+    }
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return ShuttingDown();
+  if (!request.request_id.empty()) {
+    if (std::optional<Reservation> replay = FindReplay(request.request_id); replay.has_value()) {
+      return *replay;
+    }
+  }
+  // D-8 over the slots published Empty: a slot a guest took since the last
+  // scan is skipped (its TryReserve fails, or the scan has yet to publish
+  // its history), so a reservation never hides an unpublished transition.
+  for (SlotRecord& record : slots_) {
+    if (record.occupied()) continue;
+    absl::StatusOr<uint32_t> epoch = EntryOf(record.peer_id).TryReserve();
+    if (!epoch.ok()) continue;
+    const absl::Time now = absl::Now();
+    record.BeginOccupancy(v1::PEER_STATE_RESERVED, *epoch, now);
+    record.reservation = SlotReservation{
+        .owner = request.owner,
+        .labels = request.labels,
+        .request_id = request.request_id,
+        .lease_ttl = request.lease_ttl,
+        .lease_expires_at = now + request.lease_ttl,
+        .lease_deadline_ns = MonotonicNowNs() + ToNs(request.lease_ttl),
+    };
+    v1::PeerEvent event =
+        MakePeerEvent(v1::EVENT_KIND_RESERVED, record.peer_id, *epoch,
+                      absl::StrCat("lease ", absl::FormatDuration(request.lease_ttl)));
+    event.set_owner(request.owner);
+    event.mutable_labels()->insert(request.labels.begin(), request.labels.end());
+    Publish(std::move(event));
+    return Reservation{.peer_id = record.peer_id,
+                       .epoch = *epoch,
+                       .lease_expires_at = record.reservation->lease_expires_at,
+                       .replayed = false};
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat("all ", config_.max_guests, " peer slots are occupied"));
+}
+
+absl::Status PeerHub::Release(uint32_t peer_id, uint32_t epoch) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return ShuttingDown();
+  SlotRecord* record = FindRecord(peer_id);
+  if (record == nullptr) return NoSuchPeer(peer_id);
+  if (record->state != v1::PEER_STATE_RESERVED || record->epoch != epoch) {
+    return FencingError(FencedOp::kRelease, peer_id, record->state, record->epoch, "", epoch);
+  }
+  shm::PeerEntryView entry = EntryOf(peer_id);
+  if (!entry.ReleaseFenced(epoch).ok()) {
+    return SegmentFencingError(FencedOp::kRelease, peer_id, entry.LoadPair(), epoch);
+  }
+  Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, peer_id, epoch, "released by ReleasePeer"));
+  record->BecomeEmpty(epoch, absl::Now());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<shm::RecoveryReport> PeerHub::Evict(uint32_t peer_id, uint32_t epoch,
+                                                   const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return ShuttingDown();
+  SlotRecord* record = FindRecord(peer_id);
+  if (record == nullptr) return NoSuchPeer(peer_id);
+  if (record->state != v1::PEER_STATE_ATTACHED || record->epoch != epoch) {
+    return FencingError(FencedOp::kEvict, peer_id, record->state, record->epoch, "", epoch);
+  }
+  shm::PeerEntryView entry = EntryOf(peer_id);
+  if (!entry.GoodbyeFenced(epoch).ok()) {
+    return SegmentFencingError(FencedOp::kEvict, peer_id, entry.LoadPair(), epoch);
+  }
+  Publish(MakePeerEvent(v1::EVENT_KIND_EVICTED, peer_id, epoch,
+                        reason.empty() ? std::string("evicted by EvictPeer") : reason));
+  record->Enter(v1::PEER_STATE_GOODBYE, absl::Now());
+  absl::StatusOr<shm::RecoveryReport> report = RecoverAndPublish(*record);
+  if (!report.ok()) {
+    return WithContext(report.status(),
+                       absl::StrCat("peer ", peer_id, " epoch ", epoch,
+                                    " was evicted, but its recovery failed (shmhubd retries it "
+                                    "on every scan)"));
+  }
+  return report;
+}
+
+absl::StatusOr<v1::Peer> PeerHub::GetPeer(uint32_t peer_id) const {
+  absl::MutexLock lock(&mu_);
+  const SlotRecord* record = FindRecord(peer_id);
+  if (record == nullptr) return NoSuchPeer(peer_id);
+  return BuildPeerView(*record, *segment_, MonotonicNowNs());
+}
+
+std::vector<v1::Peer> PeerHub::ListPeers(bool include_empty) const {
+  absl::MutexLock lock(&mu_);
+  const uint64_t now_ns = MonotonicNowNs();
+  std::vector<v1::Peer> peers;
+  for (const SlotRecord& record : slots_) {
+    if (include_empty || record.occupied()) {
+      peers.push_back(BuildPeerView(record, *segment_, now_ns));
+    }
+  }
+  return peers;
+}
+
+v1::Snapshot PeerHub::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  v1::Snapshot snapshot;
+  // Every append happens under mu_, so no event can fall between this
+  // sequence and the records below.
+  snapshot.set_sequence(journal_->last_sequence());
+  snapshot.set_hub_instance_id(journal_->hub_instance_id());
+  const uint64_t now_ns = MonotonicNowNs();
+  for (const SlotRecord& record : slots_) {
+    *snapshot.add_peers() = BuildPeerView(record, *segment_, now_ns);
+  }
+  return snapshot;
+}
+
+v1::GetSegmentInfoResponse PeerHub::SegmentInfo() const {
+  const shm::SegmentLayout& layout = segment_->layout();
+  v1::GetSegmentInfoResponse info;
+  info.set_segment_path(config_.segment_path);
+  info.set_format_version(shm::kVersion);
+  info.set_total_size_bytes(layout.total_size);
+  // The host's own mapping is the current size: the shared header's copy is
+  // writable by every guest.
+  info.set_current_size_bytes(segment_->mapped_size());
+  info.set_max_guests(layout.max_guests);
+  info.set_ring_capacity_bytes(layout.ring_capacity);
+  info.set_max_payload_size_bytes(segment_->max_payload_size());
+  info.set_inline_threshold_bytes(segment_->EffectiveInlineThreshold());
+  *info.mutable_heartbeat_interval() = ToProtoDuration(config_.heartbeat_interval);
+  *info.mutable_crash_timeout() = ToProtoDuration(config_.crash_timeout);
+  info.set_require_heartbeat(config_.require_heartbeat);
+  for (const shm::SlotClassConfig& slot_class : config_.slot_classes) {
+    v1::SlotClass* out = info.add_slot_classes();
+    out->set_slot_size_bytes(slot_class.slot_size);
+    out->set_slot_count(slot_class.slot_count);
+  }
+  info.set_hub_instance_id(journal_->hub_instance_id());
+  *info.mutable_started_at() = ToProtoTimestamp(started_at_);
+  info.set_version(SHMHUB_VERSION);
+  return info;
+}
+
+void PeerHub::BeginShutdown() {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_SHUTDOWN, 0, 0, "shmhubd is shutting down"));
+  segment_->SetHostGoodbye();
+}
+
+bool PeerHub::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+}  // namespace shmhub::server
