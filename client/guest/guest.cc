@@ -1,0 +1,225 @@
+#include "client/guest/guest.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "shm/format.h"
+#include "shm/peer_table.h"
+
+namespace shmhub::client {
+namespace {
+
+// A header may ask for any interval; below this the thread would spin. The
+// format's staleness rule (2 x interval) still uses the header's value.
+constexpr absl::Duration kMinHeartbeatInterval = absl::Milliseconds(1);
+
+// Prefixes the message with what we were doing, keeping the code and the
+// ShmErrc payload so callers can still tell errors apart with ShmErrcOf.
+absl::Status Annotate(const absl::Status& status, absl::string_view what) {
+  absl::Status annotated(status.code(), absl::StrCat(what, ": ", status.message()));
+  status.ForEachPayload([&annotated](absl::string_view type_url, const absl::Cord& payload) {
+    annotated.SetPayload(type_url, payload);
+  });
+  return annotated;
+}
+
+uint64_t MonotonicNowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+absl::Duration HeaderInterval(uint64_t ns) {
+  if (ns > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InfiniteDuration();
+  }
+  return absl::Nanoseconds(static_cast<int64_t>(ns));
+}
+
+absl::Status CheckOptions(const GuestOptions& options) {
+  if (options.segment_path.empty()) {
+    return absl::InvalidArgumentError("segment_path is empty");
+  }
+  if (options.peer_id != 0 && !options.expected_epoch.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "claiming peer ", options.peer_id,
+        " needs expected_epoch (the epoch ReservePeer returned)"));
+  }
+  if (options.peer_id == 0 && options.expected_epoch.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected_epoch ", *options.expected_epoch,
+        " given without a peer_id; a direct attach (peer_id 0) takes whatever epoch it creates"));
+  }
+  if (options.heartbeat_interval.has_value() &&
+      *options.heartbeat_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("heartbeat_interval must be positive, got ",
+                     absl::FormatDuration(*options.heartbeat_interval)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* HeartbeatStateName(HeartbeatState state) {
+  switch (state) {
+    case HeartbeatState::kDisabled:
+      return "disabled";
+    case HeartbeatState::kRunning:
+      return "running";
+    case HeartbeatState::kStopped:
+      return "stopped";
+    case HeartbeatState::kHostGoodbye:
+      return "host_goodbye";
+    case HeartbeatState::kLostSlot:
+      return "lost_slot";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options) {
+  if (absl::Status valid = CheckOptions(options); !valid.ok()) return valid;
+
+  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
+      shm::Segment::Attach(options.segment_path);
+  if (!segment.ok()) {
+    return Annotate(segment.status(), absl::StrCat("attaching segment ", options.segment_path));
+  }
+  if ((*segment)->HostGoodbye()) {
+    // Taking a slot now would only leave it for the next daemon to clean.
+    return absl::UnavailableError(absl::StrCat("the host of ", options.segment_path,
+                                               " is shutting down (host_goodbye is set)"));
+  }
+  shm::PeerTable peers = (*segment)->peers();
+
+  uint32_t peer_id = options.peer_id;
+  uint32_t epoch = 0;
+  if (peer_id != 0) {
+    epoch = *options.expected_epoch;
+    const std::string what = absl::StrCat("claiming peer ", peer_id, " with epoch ", epoch,
+                                          " in ", options.segment_path);
+    absl::StatusOr<shm::PeerEntryView> entry = peers.Entry(peer_id);
+    if (!entry.ok()) return Annotate(entry.status(), what);
+    if (absl::Status claimed = entry->ClaimFenced(epoch); !claimed.ok()) {
+      return Annotate(claimed, what);
+    }
+  } else {
+    absl::StatusOr<shm::PeerTable::Taken> taken = peers.AttachFirstFree();
+    if (!taken.ok()) {
+      return Annotate(taken.status(),
+                      absl::StrCat("attaching to a free slot in ", options.segment_path));
+    }
+    peer_id = taken->peer_id;
+    epoch = taken->epoch;
+  }
+
+  absl::Duration interval = absl::ZeroDuration();
+  if (options.heartbeat) {
+    interval = options.heartbeat_interval.value_or(
+        HeaderInterval((*segment)->heartbeat_interval_ns()));
+    if (interval > absl::ZeroDuration()) interval = std::max(interval, kMinHeartbeatInterval);
+  }
+  std::unique_ptr<Guest> guest(new Guest(*std::move(segment), peer_id, epoch, interval));
+  if (interval > absl::ZeroDuration()) guest->StartHeartbeat();
+  return guest;
+}
+
+Guest::Guest(std::unique_ptr<shm::Segment> segment, uint32_t peer_id, uint32_t epoch,
+             absl::Duration heartbeat_interval)
+    : peer_id_(peer_id),
+      epoch_(epoch),
+      heartbeat_interval_(heartbeat_interval),
+      segment_(std::move(segment)) {}
+
+Guest::~Guest() { Goodbye().IgnoreError(); }
+
+void Guest::StartHeartbeat() {
+  // The first heartbeat before Attach returns, so the daemon can arm its
+  // heartbeat detector as soon as it sees us attached.
+  const HeartbeatState first = HeartbeatOnce();
+  heartbeat_state_.store(first, std::memory_order_relaxed);
+  if (first != HeartbeatState::kRunning) return;
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+}
+
+void Guest::HeartbeatLoop() {
+  while (!stop_heartbeat_.WaitForNotificationWithTimeout(heartbeat_interval_)) {
+    const HeartbeatState next = HeartbeatOnce();
+    if (next != HeartbeatState::kRunning) {
+      heartbeat_state_.store(next, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+HeartbeatState Guest::HeartbeatOnce() {
+  absl::ReaderMutexLock lock(&segment_mu_);
+  if (segment_ == nullptr) return HeartbeatState::kStopped;
+  if (segment_->HostGoodbye()) return HeartbeatState::kHostGoodbye;
+  absl::StatusOr<shm::PeerEntryView> entry = segment_->peers().Entry(peer_id_);
+  if (!entry.ok() || !entry->CheckPair(shm::PeerState::kAttached, epoch_).ok()) {
+    return HeartbeatState::kLostSlot;
+  }
+  entry->UpdateHeartbeat(MonotonicNowNs());
+  return HeartbeatState::kRunning;
+}
+
+absl::Status Guest::Goodbye() {
+  absl::MutexLock goodbye_lock(&goodbye_mu_);
+  if (goodbye_result_.has_value()) return *goodbye_result_;
+
+  stop_heartbeat_.Notify();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  HeartbeatState running = HeartbeatState::kRunning;
+  heartbeat_state_.compare_exchange_strong(running, HeartbeatState::kStopped,
+                                           std::memory_order_relaxed);
+
+  std::unique_ptr<shm::Segment> segment;
+  {
+    absl::MutexLock lock(&segment_mu_);
+    segment = std::move(segment_);
+  }
+  absl::Status result = absl::OkStatus();
+  absl::StatusOr<shm::PeerEntryView> entry = segment->peers().Entry(peer_id_);
+  if (!entry.ok()) {
+    result = entry.status();
+  } else {
+    result = entry->GoodbyeFenced(epoch_);
+  }
+  if (!result.ok()) {
+    result = Annotate(result, absl::StrCat("goodbye of peer ", peer_id_, " epoch ", epoch_));
+  }
+  segment.reset();  // unmaps
+  goodbye_result_ = result;
+  return result;
+}
+
+shm::Segment* Guest::segment() const {
+  absl::ReaderMutexLock lock(&segment_mu_);
+  return segment_.get();
+}
+
+bool Guest::HostGoodbye() const {
+  absl::ReaderMutexLock lock(&segment_mu_);
+  return segment_ != nullptr && segment_->HostGoodbye();
+}
+
+bool Guest::StillAttached() const {
+  absl::ReaderMutexLock lock(&segment_mu_);
+  if (segment_ == nullptr) return false;
+  absl::StatusOr<shm::PeerEntryView> entry = segment_->peers().Entry(peer_id_);
+  return entry.ok() && entry->CheckPair(shm::PeerState::kAttached, epoch_).ok();
+}
+
+HeartbeatState Guest::heartbeat_state() const {
+  return heartbeat_state_.load(std::memory_order_relaxed);
+}
+
+}  // namespace shmhub::client

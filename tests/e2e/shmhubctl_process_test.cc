@@ -1,0 +1,404 @@
+// shmhubctl and shmhub-guest as people and scripts use them: real processes
+// against a real shmhubd on an ephemeral 127.0.0.1 port, with its segment in
+// a TempDir. Each test starts its own daemon; every wait has a deadline and
+// every process is killed and reaped when the test ends.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
+
+extern char** environ;
+
+namespace shmhub {
+namespace {
+
+using ::google::protobuf::Struct;
+using ::shmhub::testing::TempDir;
+
+constexpr absl::Duration kWaitLimit = absl::Seconds(20);
+
+// A child process running `argv` with stdout on a pipe we read line by
+// line and stderr in a file. Killed (SIGKILL) and reaped on destruction.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::string& stderr_path)
+      : stderr_path_(stderr_path) {
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+      return;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    const int err = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    stdout_fd_ = out[0];
+    if (err != 0) {
+      ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(err);
+      pid_ = -1;
+    }
+  }
+  ~Process() {
+    if (pid_ > 0 && !exit_code_.has_value()) {
+      kill(pid_, SIGKILL);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+    }
+    if (stdout_fd_ >= 0) close(stdout_fd_);
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const { kill(pid_, sig); }
+
+  // The next stdout line containing `needle`, skipping others (they stay in
+  // lines()); nullopt when the deadline passes or stdout closes first.
+  std::optional<std::string> WaitForLine(absl::string_view needle,
+                                         absl::Duration timeout = kWaitLimit) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      while (next_ < lines_.size()) {
+        const std::string& line = lines_[next_++];
+        if (absl::StrContains(line, needle)) return line;
+      }
+      if (!ReadMore(deadline)) return std::nullopt;
+    }
+  }
+  const std::vector<std::string>& lines() const { return lines_; }
+
+  // Exit code (128 + signal when killed), or nullopt after the deadline.
+  std::optional<int> Wait(absl::Duration timeout = kWaitLimit) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!exit_code_.has_value()) {
+      int status = 0;
+      const pid_t got = waitpid(pid_, &status, WNOHANG);
+      if (got == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      } else if (absl::Now() >= deadline) {
+        return std::nullopt;
+      } else {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+    }
+    return exit_code_;
+  }
+
+  // Everything on stdout until it closes (for short-lived commands).
+  std::string DrainStdout(absl::Duration timeout = kWaitLimit) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (ReadMore(deadline)) {
+    }
+    std::string all;
+    for (const std::string& line : lines_) absl::StrAppend(&all, line, "\n");
+    return all + partial_;
+  }
+
+  std::string Stderr() const {
+    std::ifstream in(stderr_path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  // Reads what is available; false on EOF or when the deadline passes.
+  bool ReadMore(absl::Time deadline) {
+    if (stdout_fd_ < 0) return false;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    pollfd pfd{stdout_fd_, POLLIN, 0};
+    const int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
+    if (ready <= 0) return ready == 0 ? absl::Now() < deadline : errno == EINTR;
+    char buf[4096];
+    const ssize_t n = read(stdout_fd_, buf, sizeof(buf));
+    if (n <= 0) {
+      close(stdout_fd_);
+      stdout_fd_ = -1;
+      return false;
+    }
+    partial_.append(buf, static_cast<size_t>(n));
+    size_t newline;
+    while ((newline = partial_.find('\n')) != std::string::npos) {
+      lines_.push_back(partial_.substr(0, newline));
+      partial_.erase(0, newline + 1);
+    }
+    return true;
+  }
+
+  std::string stderr_path_;
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::optional<int> exit_code_;
+  std::vector<std::string> lines_;
+  size_t next_ = 0;
+  std::string partial_;
+};
+
+struct CtlResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+Struct ParseJson(const std::string& line) {
+  Struct parsed;
+  const auto status = google::protobuf::util::JsonStringToMessage(line, &parsed);
+  EXPECT_TRUE(status.ok()) << status.ToString() << " in: " << line;
+  return parsed;
+}
+
+std::string Str(const Struct& object, const std::string& field) {
+  const auto it = object.fields().find(field);
+  return it == object.fields().end() ? "" : it->second.string_value();
+}
+
+double Num(const Struct& object, const std::string& field) {
+  const auto it = object.fields().find(field);
+  return it == object.fields().end() ? -1 : it->second.number_value();
+}
+
+class ShmhubctlProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartDaemon(); }
+
+  // Starts shmhubd on `listen` and waits for its "listening on" line.
+  void StartDaemon(const std::string& listen = "127.0.0.1:0") {
+    daemon_ = std::make_unique<Process>(
+        std::vector<std::string>{SHMHUBD_PATH, "--listen=" + listen, "--segment=" + segment_,
+                                 "--max_guests=4", "--heartbeat_interval=20ms",
+                                 "--crash_timeout=300ms", "--watch_progress_interval=200ms",
+                                 "--shutdown_grace=2s"},
+        dir_.File(absl::StrCat("shmhubd", ++daemons_, ".err")));
+    const std::optional<std::string> ready = daemon_->WaitForLine("shmhubd listening on ");
+    ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon_->Stderr();
+    absl::string_view rest = *ready;
+    absl::ConsumePrefix(&rest, "shmhubd listening on ");
+    hub_ = std::string(rest.substr(0, rest.find(' ')));
+  }
+
+  // Runs shmhubctl --hub=<daemon> ARGS to completion.
+  CtlResult Ctl(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {SHMHUBCTL_PATH, "--hub=" + hub_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process ctl(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
+    CtlResult result;
+    result.out = ctl.DrainStdout();
+    const std::optional<int> code = ctl.Wait();
+    EXPECT_TRUE(code.has_value()) << "shmhubctl did not finish";
+    result.exit_code = code.value_or(-1);
+    result.err = ctl.Stderr();
+    return result;
+  }
+
+  std::unique_ptr<Process> StartCtl(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {SHMHUBCTL_PATH, "--hub=" + hub_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return std::make_unique<Process>(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
+  }
+
+  std::unique_ptr<Process> StartGuest(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {SHMHUB_GUEST_PATH, "--segment=" + segment_};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto guest =
+        std::make_unique<Process>(argv, dir_.File(absl::StrCat("guest", ++guests_, ".err")));
+    EXPECT_TRUE(guest->WaitForLine("attached ").has_value()) << guest->Stderr();
+    return guest;
+  }
+
+  struct Reserved {
+    uint32_t peer_id = 0;
+    uint32_t epoch = 0;
+  };
+  Reserved Reserve() {
+    const CtlResult run = Ctl({"--json", "reserve", "--owner=e2e", "--label=suite=ctl"});
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    const Struct reply = ParseJson(std::string(absl::StripAsciiWhitespace(run.out)));
+    return {static_cast<uint32_t>(Num(reply, "peer_id")), static_cast<uint32_t>(Num(reply, "epoch"))};
+  }
+
+  // Polls `get --json PEER` until its state is `state`.
+  bool EventuallyInState(uint32_t peer_id, const std::string& state) {
+    const absl::Time deadline = absl::Now() + kWaitLimit;
+    while (absl::Now() < deadline) {
+      const CtlResult run = Ctl({"--json", "get", absl::StrCat(peer_id)});
+      if (run.exit_code == 0 &&
+          Str(ParseJson(std::string(absl::StripAsciiWhitespace(run.out))), "state") == state) {
+        return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  const std::string segment_ = dir_.File("hub");
+  std::unique_ptr<Process> daemon_;
+  std::string hub_;
+  int daemons_ = 0;
+  int ctl_runs_ = 0;
+  int guests_ = 0;
+};
+
+TEST_F(ShmhubctlProcessTest, HealthAndInfoDescribeTheRunningDaemon) {
+  const CtlResult health = Ctl({"health"});
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+
+  const CtlResult info = Ctl({"--json", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const Struct reply = ParseJson(std::string(absl::StripAsciiWhitespace(info.out)));
+  EXPECT_EQ(Str(reply, "segment_path"), segment_);
+  EXPECT_EQ(Num(reply, "max_guests"), 4);
+  EXPECT_EQ(Str(reply, "heartbeat_interval"), "0.020s");
+  EXPECT_FALSE(Str(reply, "hub_instance_id").empty());
+}
+
+TEST_F(ShmhubctlProcessTest, ReservedSlotIsClaimedByTheGuestAndFreedAfterItsGoodbye) {
+  const Reserved reserved = Reserve();
+  ASSERT_GE(reserved.peer_id, 1u);
+  std::unique_ptr<Process> guest =
+      StartGuest({absl::StrCat("--peer_id=", reserved.peer_id),
+                  absl::StrCat("--epoch=", reserved.epoch), "--heartbeat_interval=20ms"});
+
+  ASSERT_TRUE(EventuallyInState(reserved.peer_id, "PEER_STATE_ATTACHED"));
+  const CtlResult list = Ctl({"list"});
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(absl::StrContains(list.out, "ATTACHED")) << list.out;
+  EXPECT_TRUE(absl::StrContains(list.out, "suite=ctl")) << list.out;
+
+  guest->Signal(SIGTERM);
+  EXPECT_EQ(guest->Wait(), 0) << guest->Stderr();
+  EXPECT_TRUE(guest->WaitForLine("goodbye ").has_value());
+  EXPECT_TRUE(EventuallyInState(reserved.peer_id, "PEER_STATE_EMPTY"));
+}
+
+TEST_F(ShmhubctlProcessTest, WatchPrintsTheCrashOfAKilledGuestThenItsRecovery) {
+  std::unique_ptr<Process> watch = StartCtl({"--json", "watch"});
+  // The watch is open once the daemon answers with progress (idle stream).
+  ASSERT_TRUE(watch->WaitForLine("\"progress\"").has_value()) << watch->Stderr();
+  const Reserved reserved = Reserve();
+  std::unique_ptr<Process> guest =
+      StartGuest({absl::StrCat("--peer_id=", reserved.peer_id),
+                  absl::StrCat("--epoch=", reserved.epoch), "--heartbeat_interval=20ms"});
+  ASSERT_TRUE(watch->WaitForLine("EVENT_KIND_ATTACHED").has_value());
+
+  guest->Signal(SIGKILL);
+
+  const std::optional<std::string> crashed = watch->WaitForLine("EVENT_KIND_CRASHED");
+  ASSERT_TRUE(crashed.has_value()) << watch->Stderr();
+  EXPECT_TRUE(absl::StrContains(*crashed, "DETECTOR_HEARTBEAT")) << *crashed;
+  const Struct event = ParseJson(*crashed).fields().at("event").struct_value();
+  EXPECT_EQ(Num(event, "peer_id"), reserved.peer_id);
+  EXPECT_EQ(Num(event, "epoch"), reserved.epoch);
+  EXPECT_TRUE(watch->WaitForLine("EVENT_KIND_RECOVERED").has_value());
+  watch->Signal(SIGINT);
+  EXPECT_EQ(watch->Wait(), 0) << watch->Stderr();
+}
+
+TEST_F(ShmhubctlProcessTest, ReleaseWithAStaleEpochExitsOneAndChangesNothing) {
+  const Reserved reserved = Reserve();
+
+  const CtlResult stale = Ctl({"release", absl::StrCat(reserved.peer_id),
+                               absl::StrCat(reserved.epoch + 1)});
+
+  EXPECT_EQ(stale.exit_code, 1);
+  EXPECT_TRUE(absl::StartsWith(stale.err, "shmhubctl: FAILED_PRECONDITION: ")) << stale.err;
+  EXPECT_TRUE(EventuallyInState(reserved.peer_id, "PEER_STATE_RESERVED"));
+  const CtlResult released =
+      Ctl({"release", absl::StrCat(reserved.peer_id), absl::StrCat(reserved.epoch)});
+  EXPECT_EQ(released.exit_code, 0) << released.err;
+  EXPECT_TRUE(EventuallyInState(reserved.peer_id, "PEER_STATE_EMPTY"));
+}
+
+TEST_F(ShmhubctlProcessTest, InspectReadsTheLiveSegmentWithoutAskingTheDaemon) {
+  std::unique_ptr<Process> guest = StartGuest({"--heartbeat_interval=20ms"});
+
+  const CtlResult inspect = Ctl({"--json", "inspect", segment_});
+
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  bool saw_attached = false;
+  for (absl::string_view line : absl::StrSplit(inspect.out, '\n', absl::SkipEmpty())) {
+    const Struct object = ParseJson(std::string(line));
+    if (object.fields().contains("peer")) {
+      saw_attached |=
+          Str(object.fields().at("peer").struct_value(), "state") == "PEER_STATE_ATTACHED";
+    }
+  }
+  EXPECT_TRUE(saw_attached) << inspect.out;
+}
+
+TEST_F(ShmhubctlProcessTest, DaemonShutdownEndsWatchAndGuestInOrder) {
+  std::unique_ptr<Process> watch = StartCtl({"watch", "--snapshot", "--exit_on_shutdown"});
+  std::unique_ptr<Process> guest = StartGuest({"--heartbeat_interval=20ms"});
+  ASSERT_TRUE(watch->WaitForLine("ATTACHED").has_value()) << watch->Stderr();
+
+  daemon_->Signal(SIGTERM);
+
+  EXPECT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value()) << watch->Stderr();
+  EXPECT_EQ(watch->Wait(), 0) << watch->Stderr();
+  EXPECT_TRUE(guest->WaitForLine("host_goodbye ").has_value()) << guest->Stderr();
+  EXPECT_EQ(guest->Wait(), 0) << guest->Stderr();
+  EXPECT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
+  EXPECT_NE(access(segment_.c_str(), F_OK), 0) << "segment file left behind";
+}
+
+TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackAsANewInstance) {
+  std::unique_ptr<Process> watch = StartCtl({"watch", "--snapshot"});
+  ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
+  Reserve();
+  ASSERT_TRUE(watch->WaitForLine("RESERVED").has_value()) << watch->Stderr();
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
+  ASSERT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value());
+
+  StartDaemon(hub_);
+
+  EXPECT_TRUE(watch->WaitForLine("RESYNC reason=INSTANCE_CHANGED").has_value()) << watch->Stderr();
+  EXPECT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();
+  watch->Signal(SIGTERM);
+  EXPECT_EQ(watch->Wait(), 0) << watch->Stderr();
+}
+
+TEST_F(ShmhubctlProcessTest, AnUnreachableHubIsExitOneWithUnavailable) {
+  hub_ = "127.0.0.1:1";
+
+  const CtlResult run = Ctl({"list"});
+
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_TRUE(absl::StartsWith(run.err, "shmhubctl: UNAVAILABLE: ")) << run.err;
+}
+
+}  // namespace
+}  // namespace shmhub
