@@ -29,142 +29,19 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
 
-extern char** environ;
 
 namespace shmhub {
 namespace {
 
 using ::google::protobuf::Struct;
+using ::shmhub::testing::SpawnedProcess;
 using ::shmhub::testing::TempDir;
 
 constexpr absl::Duration kWaitLimit = absl::Seconds(20);
 
-// A child process running `argv` with stdout on a pipe we read line by
-// line and stderr in a file. Killed (SIGKILL) and reaped on destruction.
-class Process {
- public:
-  Process(const std::vector<std::string>& argv, const std::string& stderr_path)
-      : stderr_path_(stderr_path) {
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-      return;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    const int err = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    stdout_fd_ = out[0];
-    if (err != 0) {
-      ADD_FAILURE() << "posix_spawn " << argv[0] << ": " << std::strerror(err);
-      pid_ = -1;
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !exit_code_.has_value()) {
-      kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-    }
-    if (stdout_fd_ >= 0) close(stdout_fd_);
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-
-  pid_t pid() const { return pid_; }
-  void Signal(int sig) const { kill(pid_, sig); }
-
-  // The next stdout line containing `needle`, skipping others (they stay in
-  // lines()); nullopt when the deadline passes or stdout closes first.
-  std::optional<std::string> WaitForLine(absl::string_view needle,
-                                         absl::Duration timeout = kWaitLimit) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      while (next_ < lines_.size()) {
-        const std::string& line = lines_[next_++];
-        if (absl::StrContains(line, needle)) return line;
-      }
-      if (!ReadMore(deadline)) return std::nullopt;
-    }
-  }
-  const std::vector<std::string>& lines() const { return lines_; }
-
-  // Exit code (128 + signal when killed), or nullopt after the deadline.
-  std::optional<int> Wait(absl::Duration timeout = kWaitLimit) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (!exit_code_.has_value()) {
-      int status = 0;
-      const pid_t got = waitpid(pid_, &status, WNOHANG);
-      if (got == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      } else if (absl::Now() >= deadline) {
-        return std::nullopt;
-      } else {
-        absl::SleepFor(absl::Milliseconds(5));
-      }
-    }
-    return exit_code_;
-  }
-
-  // Everything on stdout until it closes (for short-lived commands).
-  std::string DrainStdout(absl::Duration timeout = kWaitLimit) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (ReadMore(deadline)) {
-    }
-    std::string all;
-    for (const std::string& line : lines_) absl::StrAppend(&all, line, "\n");
-    return all + partial_;
-  }
-
-  std::string Stderr() const {
-    std::ifstream in(stderr_path_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
- private:
-  // Reads what is available; false on EOF or when the deadline passes.
-  bool ReadMore(absl::Time deadline) {
-    if (stdout_fd_ < 0) return false;
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd pfd{stdout_fd_, POLLIN, 0};
-    const int ready = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready <= 0) return ready == 0 ? absl::Now() < deadline : errno == EINTR;
-    char buf[4096];
-    const ssize_t n = read(stdout_fd_, buf, sizeof(buf));
-    if (n <= 0) {
-      close(stdout_fd_);
-      stdout_fd_ = -1;
-      return false;
-    }
-    partial_.append(buf, static_cast<size_t>(n));
-    size_t newline;
-    while ((newline = partial_.find('\n')) != std::string::npos) {
-      lines_.push_back(partial_.substr(0, newline));
-      partial_.erase(0, newline + 1);
-    }
-    return true;
-  }
-
-  std::string stderr_path_;
-  pid_t pid_ = -1;
-  int stdout_fd_ = -1;
-  std::optional<int> exit_code_;
-  std::vector<std::string> lines_;
-  size_t next_ = 0;
-  std::string partial_;
-};
 
 struct CtlResult {
   int exit_code = -1;
@@ -195,7 +72,7 @@ class ShmhubctlProcessTest : public ::testing::Test {
 
   // Starts shmhubd on `listen` and waits for its "listening on" line.
   void StartDaemon(const std::string& listen = "127.0.0.1:0") {
-    daemon_ = std::make_unique<Process>(
+    daemon_ = std::make_unique<SpawnedProcess>(
         std::vector<std::string>{SHMHUBD_PATH, "--listen=" + listen, "--segment=" + segment_,
                                  "--max_guests=4", "--heartbeat_interval=20ms",
                                  "--crash_timeout=300ms", "--watch_progress_interval=200ms",
@@ -212,7 +89,7 @@ class ShmhubctlProcessTest : public ::testing::Test {
   CtlResult Ctl(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {SHMHUBCTL_PATH, "--hub=" + hub_};
     argv.insert(argv.end(), args.begin(), args.end());
-    Process ctl(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
+    SpawnedProcess ctl(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
     CtlResult result;
     result.out = ctl.DrainStdout();
     const std::optional<int> code = ctl.Wait();
@@ -222,17 +99,17 @@ class ShmhubctlProcessTest : public ::testing::Test {
     return result;
   }
 
-  std::unique_ptr<Process> StartCtl(const std::vector<std::string>& args) {
+  std::unique_ptr<SpawnedProcess> StartCtl(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {SHMHUBCTL_PATH, "--hub=" + hub_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return std::make_unique<Process>(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
+    return std::make_unique<SpawnedProcess>(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
   }
 
-  std::unique_ptr<Process> StartGuest(const std::vector<std::string>& flags) {
+  std::unique_ptr<SpawnedProcess> StartGuest(const std::vector<std::string>& flags) {
     std::vector<std::string> argv = {SHMHUB_GUEST_PATH, "--segment=" + segment_};
     argv.insert(argv.end(), flags.begin(), flags.end());
     auto guest =
-        std::make_unique<Process>(argv, dir_.File(absl::StrCat("guest", ++guests_, ".err")));
+        std::make_unique<SpawnedProcess>(argv, dir_.File(absl::StrCat("guest", ++guests_, ".err")));
     EXPECT_TRUE(guest->WaitForLine("attached ").has_value()) << guest->Stderr();
     return guest;
   }
@@ -264,7 +141,7 @@ class ShmhubctlProcessTest : public ::testing::Test {
 
   TempDir dir_;
   const std::string segment_ = dir_.File("hub");
-  std::unique_ptr<Process> daemon_;
+  std::unique_ptr<SpawnedProcess> daemon_;
   std::string hub_;
   int daemons_ = 0;
   int ctl_runs_ = 0;
@@ -288,7 +165,7 @@ TEST_F(ShmhubctlProcessTest, HealthAndInfoDescribeTheRunningDaemon) {
 TEST_F(ShmhubctlProcessTest, ReservedSlotIsClaimedByTheGuestAndFreedAfterItsGoodbye) {
   const Reserved reserved = Reserve();
   ASSERT_GE(reserved.peer_id, 1u);
-  std::unique_ptr<Process> guest =
+  std::unique_ptr<SpawnedProcess> guest =
       StartGuest({absl::StrCat("--peer_id=", reserved.peer_id),
                   absl::StrCat("--epoch=", reserved.epoch), "--heartbeat_interval=20ms"});
 
@@ -305,11 +182,11 @@ TEST_F(ShmhubctlProcessTest, ReservedSlotIsClaimedByTheGuestAndFreedAfterItsGood
 }
 
 TEST_F(ShmhubctlProcessTest, WatchPrintsTheCrashOfAKilledGuestThenItsRecovery) {
-  std::unique_ptr<Process> watch = StartCtl({"--json", "watch"});
+  std::unique_ptr<SpawnedProcess> watch = StartCtl({"--json", "watch"});
   // The watch is open once the daemon answers with progress (idle stream).
   ASSERT_TRUE(watch->WaitForLine("\"progress\"").has_value()) << watch->Stderr();
   const Reserved reserved = Reserve();
-  std::unique_ptr<Process> guest =
+  std::unique_ptr<SpawnedProcess> guest =
       StartGuest({absl::StrCat("--peer_id=", reserved.peer_id),
                   absl::StrCat("--epoch=", reserved.epoch), "--heartbeat_interval=20ms"});
   ASSERT_TRUE(watch->WaitForLine("EVENT_KIND_ATTACHED").has_value());
@@ -343,7 +220,7 @@ TEST_F(ShmhubctlProcessTest, ReleaseWithAStaleEpochExitsOneAndChangesNothing) {
 }
 
 TEST_F(ShmhubctlProcessTest, InspectReadsTheLiveSegmentWithoutAskingTheDaemon) {
-  std::unique_ptr<Process> guest = StartGuest({"--heartbeat_interval=20ms"});
+  std::unique_ptr<SpawnedProcess> guest = StartGuest({"--heartbeat_interval=20ms"});
 
   const CtlResult inspect = Ctl({"--json", "inspect", segment_});
 
@@ -360,8 +237,8 @@ TEST_F(ShmhubctlProcessTest, InspectReadsTheLiveSegmentWithoutAskingTheDaemon) {
 }
 
 TEST_F(ShmhubctlProcessTest, DaemonShutdownEndsWatchAndGuestInOrder) {
-  std::unique_ptr<Process> watch = StartCtl({"watch", "--snapshot", "--exit_on_shutdown"});
-  std::unique_ptr<Process> guest = StartGuest({"--heartbeat_interval=20ms"});
+  std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot", "--exit_on_shutdown"});
+  std::unique_ptr<SpawnedProcess> guest = StartGuest({"--heartbeat_interval=20ms"});
   ASSERT_TRUE(watch->WaitForLine("ATTACHED").has_value()) << watch->Stderr();
 
   daemon_->Signal(SIGTERM);
@@ -375,7 +252,7 @@ TEST_F(ShmhubctlProcessTest, DaemonShutdownEndsWatchAndGuestInOrder) {
 }
 
 TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackAsANewInstance) {
-  std::unique_ptr<Process> watch = StartCtl({"watch", "--snapshot"});
+  std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot"});
   ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
   Reserve();
   ASSERT_TRUE(watch->WaitForLine("RESERVED").has_value()) << watch->Stderr();
