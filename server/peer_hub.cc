@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
+#include "proto/peer_state_conversion.h"
 #include "server/monotonic_clock.h"
 #include "server/peer_events.h"
 #include "server/peer_view.h"
@@ -48,21 +49,6 @@ absl::string_view StateName(v1::PeerState state) {
   }
 }
 
-v1::PeerState ApiState(const shm::StateReading& reading) {
-  if (!reading.valid) return v1::PEER_STATE_CORRUPT;
-  switch (reading.state) {
-    case shm::PeerState::kEmpty:
-      return v1::PEER_STATE_EMPTY;
-    case shm::PeerState::kAttached:
-      return v1::PEER_STATE_ATTACHED;
-    case shm::PeerState::kGoodbye:
-      return v1::PEER_STATE_GOODBYE;
-    case shm::PeerState::kReserved:
-      return v1::PEER_STATE_RESERVED;
-  }
-  return v1::PEER_STATE_CORRUPT;
-}
-
 enum class FencedOp { kRelease, kEvict };
 
 // What a caller that found the slot in `observed` should do instead.
@@ -97,7 +83,7 @@ absl::Status FencingError(FencedOp op, uint32_t peer_id, v1::PeerState observed,
 // not: a guest changed it since the last scan, which will publish that.
 absl::Status SegmentFencingError(FencedOp op, uint32_t peer_id, const shm::PeerPair& seen,
                                  uint32_t epoch) {
-  return FencingError(op, peer_id, ApiState(seen.first), seen.second,
+  return FencingError(op, peer_id, ApiPeerState(seen.first), seen.second,
                       " in the segment (a guest changed it since the last scan)", epoch);
 }
 

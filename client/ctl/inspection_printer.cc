@@ -8,32 +8,18 @@
 #include "client/ctl/json_line.h"
 #include "client/ctl/table_printer.h"
 #include "shm/format.h"
+#include "proto/peer_state_conversion.h"
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::ctl {
 namespace {
-
-v1::PeerState ApiState(const shm::StateReading& state) {
-  if (!state.valid) return v1::PEER_STATE_CORRUPT;
-  switch (state.state) {
-    case shm::PeerState::kEmpty:
-      return v1::PEER_STATE_EMPTY;
-    case shm::PeerState::kAttached:
-      return v1::PEER_STATE_ATTACHED;
-    case shm::PeerState::kGoodbye:
-      return v1::PEER_STATE_GOODBYE;
-    case shm::PeerState::kReserved:
-      return v1::PEER_STATE_RESERVED;
-  }
-  return v1::PEER_STATE_CORRUPT;
-}
 
 bool Listed(const InspectedPeer& peer, bool include_empty) {
   return include_empty || !peer.state.Is(shm::PeerState::kEmpty);
 }
 
 std::string StateText(const InspectedPeer& peer) {
-  const std::string label = PeerStateLabel(ApiState(peer.state));
+  const std::string label = PeerStateLabel(ApiPeerState(peer.state));
   return peer.state.valid ? label : absl::StrCat(label, " (raw ", peer.state.raw, ")");
 }
 
@@ -123,7 +109,7 @@ std::vector<std::string> InspectionJsonLines(const SegmentInspection& in, bool i
     JsonLine json;
     json.AddUint32("peer_id", peer.peer_id)
         .AddUint32("epoch", peer.epoch)
-        .AddString("state", v1::PeerState_Name(ApiState(peer.state)))
+        .AddString("state", v1::PeerState_Name(ApiPeerState(peer.state)))
         .AddUint32("raw_state", peer.state.valid ? 0 : peer.state.raw)
         .AddUint64("last_heartbeat_ns", peer.last_heartbeat_ns);
     if (peer.heartbeat_age.has_value()) json.AddDuration("heartbeat_age", *peer.heartbeat_age);

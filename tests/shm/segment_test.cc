@@ -18,6 +18,7 @@
 #include "shm/format.h"
 #include "shm/segment_file.h"
 #include "shm/shm_error.h"
+#include "tests/shm/spec_configs.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -26,18 +27,6 @@ namespace {
 
 using ::shmhub::testing::ChildProcess;
 using ::shmhub::testing::TempDir;
-
-// The configuration of §4.1.
-SegmentConfig Section41Config() {
-  SegmentConfig c;
-  c.max_guests = 4;
-  c.ring_capacity = 16384;
-  c.classes = {{1024, 8}, {16384, 4}};
-  c.max_payload_size = 65536;
-  c.inline_threshold = 0;
-  c.heartbeat_interval_ns = 100'000'000;
-  return c;
-}
 
 // The configuration of §4.2: ring padding and pool alignment gaps everywhere.
 SegmentConfig Section42Config() {

@@ -15,6 +15,7 @@
 #include "shm/peer_table.h"
 #include "shm/segment.h"
 #include "shm/shm_error.h"
+#include "tests/shm/spec_configs.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub::shm {
@@ -49,16 +50,6 @@ std::vector<uint8_t> CreatedBytes(const SegmentConfig& config) {
   EXPECT_TRUE(seg.ok()) << seg.status();
   if (!seg.ok()) return {};
   return std::vector<uint8_t>((*seg)->base(), (*seg)->base() + (*seg)->mapped_size());
-}
-
-SegmentConfig Section41Config() {
-  SegmentConfig c;
-  c.max_guests = 4;
-  c.ring_capacity = 16384;
-  c.classes = {{1024, 8}, {16384, 4}};
-  c.max_payload_size = 65536;
-  c.heartbeat_interval_ns = 100'000'000;
-  return c;
 }
 
 // 768 bytes: small enough to try every truncation with an exact-size copy.
