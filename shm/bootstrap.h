@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "shm/format.h"  // kBootstrapResponseHeaderSize
 #include "shm/unique_fd.h"
 
 namespace shmhub::shm {
@@ -47,7 +48,6 @@ enum class BootstrapDialect {
 enum class BootstrapStatus : uint8_t { kSuccess = 0, kError = 1 };
 
 inline constexpr size_t kBootstrapMagicSize = 4;
-inline constexpr size_t kBootstrapResponseHeaderSize = 11;
 inline constexpr size_t kMaxBootstrapPayload = 65535;
 // RSH0 request: magic, then sid_len (u16 LE), then the session id.
 inline constexpr size_t kSpecRequestHeaderSize = 6;

@@ -27,11 +27,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "shm/format.h"  // kMappingControlMessageSize
 #include "shm/unique_fd.h"
 
 namespace shmhub::shm {
 
-inline constexpr size_t kMappingControlMessageSize = 16;
 // Receive buffer: large enough that an oversized datagram is seen as such
 // (MSG_TRUNC reports its real length) rather than silently cut to 16 bytes.
 inline constexpr size_t kMappingControlReceiveBuffer = 256;
