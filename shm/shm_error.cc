@@ -142,6 +142,20 @@ absl::StatusCode CanonicalCode(ShmErrc errc) {
       return absl::StatusCode::kDataLoss;
     case ShmErrc::kBootstrapBadFields:
       return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostControlClosed:
+      return absl::StatusCode::kUnavailable;
+    case ShmErrc::kHostRecordTruncated:
+      return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostRecordUnknownType:
+      return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostRecordWrongSender:
+      return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostRecordBadField:
+      return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostRecordBadFdCount:
+      return absl::StatusCode::kDataLoss;
+    case ShmErrc::kHostRecordControlTruncated:
+      return absl::StatusCode::kDataLoss;
   }
   return absl::StatusCode::kUnknown;
 }
@@ -294,6 +308,20 @@ absl::string_view ShmErrcName(ShmErrc errc) {
       return "kBootstrapControlTruncated";
     case ShmErrc::kBootstrapBadFields:
       return "kBootstrapBadFields";
+    case ShmErrc::kHostControlClosed:
+      return "kHostControlClosed";
+    case ShmErrc::kHostRecordTruncated:
+      return "kHostRecordTruncated";
+    case ShmErrc::kHostRecordUnknownType:
+      return "kHostRecordUnknownType";
+    case ShmErrc::kHostRecordWrongSender:
+      return "kHostRecordWrongSender";
+    case ShmErrc::kHostRecordBadField:
+      return "kHostRecordBadField";
+    case ShmErrc::kHostRecordBadFdCount:
+      return "kHostRecordBadFdCount";
+    case ShmErrc::kHostRecordControlTruncated:
+      return "kHostRecordControlTruncated";
   }
   return "kUnknownShmErrc";
 }

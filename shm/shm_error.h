@@ -95,6 +95,15 @@ enum class ShmErrc : int {
   kBootstrapBadFdCount,
   kBootstrapControlTruncated,
   kBootstrapBadFields,
+
+  // Host application control (ours, not in the format; shm/host_control.h).
+  kHostControlClosed,           // the other side closed at a record boundary
+  kHostRecordTruncated,         // not a whole 16-byte record (or closed mid-record)
+  kHostRecordUnknownType,       // a type no side sends
+  kHostRecordWrongSender,       // a type the other side may not send
+  kHostRecordBadField,          // peer id, epoch or arg out of range for the type
+  kHostRecordBadFdCount,        // fds not those the record carries, or late
+  kHostRecordControlTruncated,  // the kernel cut the control data
 };
 
 // Returns a non-OK status with the canonical code that fits `errc` and
