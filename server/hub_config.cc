@@ -1,7 +1,11 @@
 #include "server/hub_config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -50,6 +54,27 @@ absl::Status CheckSlotClass(const shm::SlotClassConfig& c, const shm::SlotClassC
   return absl::OkStatus();
 }
 
+// HOST:PORT with a port in 0..65535; an IPv6 host in brackets ("[::1]:9464").
+// Whether the host is an address of this machine is found out by binding.
+absl::Status CheckHostPort(absl::string_view flag, absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == absl::string_view::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535 ||
+      !std::all_of(address.begin() + colon + 1, address.end(), absl::ascii_isdigit)) {
+    return FlagError(flag, absl::StrCat("'", address,
+                                        "' is not HOST:PORT with a port 0..65535 "
+                                        "(for example 127.0.0.1:9464, or empty for none)"));
+  }
+  const absl::string_view host = address.substr(0, colon);
+  const bool bracketed = host.front() == '[' && host.back() == ']' && host.size() > 2;
+  if (!bracketed && absl::StrContains(host, ':')) {
+    return FlagError(flag, absl::StrCat("'", address,
+                                        "': an IPv6 host goes in brackets, e.g. [::1]:9464"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckClassCount(size_t count) {
   if (count < 1) return FlagError("slot_classes", "at least one class is required");
   if (count > shm::kMaxSlotClasses) {
@@ -71,9 +96,21 @@ absl::Duration HubConfig::EffectiveHeartbeatGrace() const {
   return heartbeat_grace == absl::ZeroDuration() ? crash_timeout : heartbeat_grace;
 }
 
+std::string DefaultSocketPath() {
+  constexpr char kRunDir[] = "/run/shmhub";
+  if (::access(kRunDir, W_OK | X_OK) == 0 || ::access("/run", W_OK | X_OK) == 0) {
+    return absl::StrCat(kRunDir, "/hub.sock");
+  }
+  return absl::StrCat("/tmp/shmhub-", ::getuid(), "/hub.sock");
+}
+
 absl::Status ValidateHubConfig(const HubConfig& c) {
   if (c.segment_path.empty() || c.segment_path.front() != '/') {
     return FlagError("segment", absl::StrCat("'", c.segment_path, "' must be an absolute path"));
+  }
+  if (!c.socket_path.empty() && c.socket_path.front() != '/') {
+    return FlagError("socket", absl::StrCat("'", c.socket_path,
+                                            "' must be an absolute path (or empty: no local socket)"));
   }
   if (absl::Status s = RequireRange("max_guests", c.max_guests, 1, shm::kMaxGuests); !s.ok()) {
     return s;
@@ -135,7 +172,19 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = RequireRange("host_ack_timeout", c.host_ack_timeout, absl::Milliseconds(1),
+                                    absl::Minutes(10));
+      !s.ok()) {
+    return s;
+  }
   if (c.listen.empty()) return FlagError("listen", "an address such as 127.0.0.1:50051 is required");
+  if (!c.metrics_listen.empty()) {
+    if (absl::Status s = CheckHostPort("metrics_listen", c.metrics_listen); !s.ok()) return s;
+    if (c.metrics_listen == c.listen && !absl::EndsWith(c.listen, ":0")) {
+      return FlagError("metrics_listen",
+                       absl::StrCat("'", c.metrics_listen, "' is also --listen; use another port"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -16,6 +16,10 @@
 
 namespace shmhub::server {
 
+// --socket's default: /run/shmhub/hub.sock when /run/shmhub exists or can be
+// created there, otherwise /tmp/shmhub-<uid>/hub.sock.
+std::string DefaultSocketPath();
+
 struct HubConfig {
   // Segment geometry (written into the segment header).
   std::string segment_path = "/dev/shm/shmhub";
@@ -45,9 +49,17 @@ struct HubConfig {
   // Endpoints. An empty metrics_listen disables the /metrics exposer.
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
+  // The local Unix socket guests bootstrap over (LocalSocketServer). Empty
+  // disables it.
+  std::string socket_path = DefaultSocketPath();
 
   // Bounded shutdown: how long in-flight RPCs get to finish on SIGTERM.
   absl::Duration shutdown_grace = absl::Seconds(5);
+
+  // The data-plane host application on the local socket
+  // (docs/host-protocol.md): how long a recovery of a guest it serves waits
+  // for its RECOVERY_READY before it goes ahead anyway (HOST_UNRESPONSIVE).
+  absl::Duration host_ack_timeout = absl::Seconds(2);
 
   // How often the liveness monitor scans the peer table: a fraction of the
   // heartbeat interval so STALE is reported within ~1.25 intervals of the

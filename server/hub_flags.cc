@@ -59,9 +59,24 @@ ABSL_FLAG(absl::Duration, watch_progress_interval, Defaults().watch_progress_int
 ABSL_FLAG(std::string, listen, Defaults().listen,
           "host:port the gRPC API listens on (plaintext). Port 0 picks a free port; the "
           "chosen one is printed at startup.");
+ABSL_FLAG(std::string, metrics_listen, Defaults().metrics_listen,
+          "host:port the Prometheus /metrics endpoint listens on (plain HTTP). Port 0 picks "
+          "a free port; the chosen one is printed at startup. Empty: no /metrics endpoint.");
+ABSL_FLAG(std::string, socket, Defaults().socket_path,
+          "Path of the local Unix socket guests on this node connect to for bootstrap "
+          "(they receive the segment, their doorbell and peer id over it) and which gives "
+          "immediate crash detection (doorbell hang-up, process exit). Default: "
+          "/run/shmhub/hub.sock, or /tmp/shmhub-<uid>/hub.sock when /run is not writable. "
+          "Empty: no local socket.");
 ABSL_FLAG(absl::Duration, shutdown_grace, Defaults().shutdown_grace,
           "On SIGTERM/SIGINT: how long watchers get to receive HOST_SHUTDOWN and "
           "in-flight RPCs get to finish before they are cancelled, 0..5m.");
+ABSL_FLAG(absl::Duration, host_ack_timeout, Defaults().host_ack_timeout,
+          "How long the recovery of a guest waits for the data-plane host application "
+          "registered on --socket to release it (RECOVERY_READY: its link to the guest is "
+          "stopped and it holds no view of the guest's payloads), 1ms..10m. Then the event "
+          "HOST_UNRESPONSIVE is published and recovery goes ahead. Without a registered host "
+          "application recovery never waits.");
 
 namespace shmhub::server {
 
@@ -86,9 +101,10 @@ absl::StatusOr<HubConfig> HubConfigFromFlags() {
   config.max_watchers = absl::GetFlag(FLAGS_max_watchers);
   config.watch_progress_interval = absl::GetFlag(FLAGS_watch_progress_interval);
   config.listen = absl::GetFlag(FLAGS_listen);
-  // This release serves no /metrics endpoint (issue #5), so none is configured.
-  config.metrics_listen.clear();
+  config.socket_path = absl::GetFlag(FLAGS_socket);
+  config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  config.host_ack_timeout = absl::GetFlag(FLAGS_host_ack_timeout);
   if (absl::Status status = ValidateHubConfig(config); !status.ok()) return status;
   return config;
 }

@@ -34,6 +34,7 @@ ABSL_DECLARE_FLAG(uint32_t, max_watchers);
 ABSL_DECLARE_FLAG(absl::Duration, watch_progress_interval);
 ABSL_DECLARE_FLAG(std::string, listen);
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_grace);
+ABSL_DECLARE_FLAG(absl::Duration, host_ack_timeout);
 
 namespace shmhub::server {
 

@@ -1,7 +1,9 @@
 #include "server/hub_server.h"
 
 #include <cstdint>
+#include <exception>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
@@ -11,6 +13,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/server_builder.h"
 #include "server/log.h"
 
@@ -48,13 +51,27 @@ HubServer::~HubServer() { Shutdown(); }
 absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& config) {
   std::unique_ptr<HubServer> server(new HubServer(config));
   server->journal_ = std::make_unique<EventJournal>(RandomInstanceId(), config.journal_capacity);
-  absl::StatusOr<std::unique_ptr<PeerHub>> hub = PeerHub::Create(config, server->journal_.get());
+  server->metrics_ = std::make_unique<HubMetrics>(config.heartbeat_interval, config.crash_timeout);
+  server->rpc_metrics_ = std::make_unique<RpcMetrics>(*server->metrics_->registry());
+  absl::StatusOr<std::unique_ptr<PeerHub>> hub =
+      PeerHub::Create(config, server->journal_.get(), server->metrics_.get());
   if (!hub.ok()) {
     server->Abandon();
     return hub.status();
   }
   server->hub_ = *std::move(hub);
+  server->collector_ = std::make_shared<SegmentCollector>(*server->hub_, *server->journal_);
   server->service_ = std::make_unique<PeerHubService>(*server->hub_, *server->journal_);
+  if (!config.metrics_listen.empty()) {
+    if (absl::Status status = server->StartExposer(); !status.ok()) {
+      server->Abandon();
+      return status;
+    }
+  }
+  // The generated descriptor of our own service is always linked in.
+  server->rpc_metrics_->AddService(
+      *google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(
+          v1::PeerHub::service_full_name()));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -62,6 +79,9 @@ absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& con
   int port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(server->service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(server->rpc_metrics_->InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Without this, a second daemon could share a busy port via SO_REUSEPORT.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
@@ -80,6 +100,15 @@ absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& con
                      " (--listen): the address is in use, is not an address of this host, "
                      "or is not HOST:PORT"));
   }
+  if (!config.socket_path.empty()) {
+    absl::StatusOr<std::unique_ptr<LocalSocketServer>> local =
+        LocalSocketServer::Start(config.socket_path, server->hub_.get());
+    if (!local.ok()) {
+      server->Abandon();
+      return local.status();
+    }
+    server->local_ = *std::move(local);
+  }
   server->monitor_ = std::make_unique<LivenessMonitor>(*server->hub_, config.ScanInterval());
   server->port_ = port;
   server->address_ = BoundAddress(config.listen, port);
@@ -90,17 +119,54 @@ absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& con
                    ", ", config.max_guests, " peer slots, heartbeat interval ",
                    absl::FormatDuration(config.heartbeat_interval), ", crash timeout ",
                    absl::FormatDuration(config.crash_timeout), ", instance ",
-                   server->hub_instance_id()));
+                   server->hub_instance_id(),
+                   server->exposer_ == nullptr
+                       ? std::string(", no /metrics")
+                       : absl::StrCat(", /metrics on ", server->metrics_address_)));
   return server;
+}
+
+absl::Status HubServer::StartExposer() {
+  // prometheus-cpp reports a failed bind only by throwing; this is where
+  // that exception becomes a status.
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(config_.metrics_listen);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve /metrics on ", config_.metrics_listen,
+                     " (--metrics_listen): the address is in use, is not an address of this "
+                     "host, or is not HOST:PORT (",
+                     e.what(), ")"));
+  }
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  if (ports.empty()) {
+    exposer_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot serve /metrics on ",
+                                               config_.metrics_listen,
+                                               " (--metrics_listen): no port was bound"));
+  }
+  metrics_port_ = ports.front();
+  metrics_address_ = BoundAddress(config_.metrics_listen, metrics_port_);
+  exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(collector_);
+  return absl::OkStatus();
+}
+
+void HubServer::DetachCollector() {
+  if (exposer_ != nullptr && collector_ != nullptr) exposer_->RemoveCollectable(collector_);
+  collector_.reset();
 }
 
 void HubServer::Abandon() {
   absl::MutexLock lock(&shutdown_mu_);
   shut_down_ = true;
+  local_.reset();
   server_.reset();
   service_.reset();
+  DetachCollector();
   // Removes the segment this start created; no guest can have used it yet.
   hub_.reset();
+  exposer_.reset();
 }
 
 void HubServer::Shutdown() {
@@ -115,6 +181,8 @@ void HubServer::Shutdown() {
   server_->GetHealthCheckService()->SetServingStatus(false);
   service_->StopAcceptingWatchers();
   hub_->BeginShutdown();
+  // host_goodbye is up: ring and close every local guest's doorbell.
+  if (local_ != nullptr) local_->Stop();
   if (!service_->WaitForWatchersToEnd(deadline)) {
     Log(LogLevel::kWarning, absl::StrCat(service_->watcher_count(),
                                          " watchers did not take HOST_SHUTDOWN in time; "
@@ -124,13 +192,17 @@ void HubServer::Shutdown() {
   server_->Wait();
   // Crashes keep being detected and recovered until the RPCs are drained.
   monitor_.reset();
+  local_.reset();
   server_.reset();
   service_.reset();
+  DetachCollector();
   hub_.reset();
   Log(LogLevel::kInfo,
       absl::StrCat("shut down in ",
                    absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
                    "; segment ", config_.segment_path, " removed"));
+  // Last, and outside the grace period: civetweb takes about 2 s to stop.
+  exposer_.reset();
 }
 
 }  // namespace shmhub::server

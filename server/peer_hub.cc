@@ -2,6 +2,7 @@
 // pass (Scan) and recovery live in peer_hub_scan.cc.
 #include "server/peer_hub.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -87,10 +88,31 @@ absl::Status SegmentFencingError(FencedOp op, uint32_t peer_id, const shm::PeerP
                       " in the segment (a guest changed it since the last scan)", epoch);
 }
 
+// PublishedSlot packed into one mirror word: state in bits 0..7, stale in
+// bit 8, the armed-detector mask in bits 16..31.
+constexpr uint32_t kStaleBit = 1u << 8;
+constexpr int kDetectorShift = 16;
+
+uint32_t PackPublished(const SlotRecord& record) {
+  uint32_t armed = 0;
+  for (const v1::Detector detector : record.ArmedDetectors()) {
+    armed |= 1u << static_cast<uint32_t>(detector);
+  }
+  return (static_cast<uint32_t>(record.state) & 0xFFu) | (record.stale ? kStaleBit : 0u) |
+         (armed << kDetectorShift);
+}
+
+PublishedSlot UnpackPublished(uint32_t word) {
+  return PublishedSlot{.state = static_cast<v1::PeerState>(word & 0xFFu),
+                       .stale = (word & kStaleBit) != 0,
+                       .armed_detectors = word >> kDetectorShift};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config,
-                                                         EventJournal* journal) {
+                                                         EventJournal* journal,
+                                                         HubMetrics* metrics) {
   shm::SegmentConfig segment_config;
   segment_config.max_guests = config.max_guests;
   segment_config.ring_capacity = config.ring_bytes;
@@ -105,13 +127,18 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
     return WithContext(segment.status(),
                        absl::StrCat("cannot create the segment ", config.segment_path));
   }
-  return std::unique_ptr<PeerHub>(new PeerHub(config, journal, *std::move(segment)));
+  return std::unique_ptr<PeerHub>(new PeerHub(config, journal, metrics, *std::move(segment)));
 }
 
-PeerHub::PeerHub(const HubConfig& config, EventJournal* journal,
+PeerHub::PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
                  std::unique_ptr<shm::Segment> segment)
-    : config_(config), journal_(journal), segment_(std::move(segment)), started_at_(absl::Now()) {
-  absl::MutexLock lock(&mu_);
+    : config_(config),
+      journal_(journal),
+      metrics_(metrics),
+      segment_(std::move(segment)),
+      started_at_(absl::Now()),
+      host_gate_(config.max_guests, config.host_ack_timeout) {
+  MutationLock lock(this);
   slots_.reserve(config_.max_guests);
   for (uint32_t peer_id = 1; peer_id <= config_.max_guests; ++peer_id) {
     slots_.emplace_back(peer_id, EntryOf(peer_id).Epoch(), started_at_);
@@ -144,7 +171,22 @@ absl::Status PeerHub::NoSuchPeer(uint32_t peer_id) const {
 
 void PeerHub::Publish(v1::PeerEvent event, LogLevel level) {
   Log(level, DescribePeerEvent(event));
+  metrics_->OnEvent(event);
   journal_->Append(std::move(event));
+}
+
+void PeerHub::RefreshMirror() {
+  for (const SlotRecord& record : slots_) {
+    // Relaxed: each word is the whole of what a reader takes from it, and
+    // the reader orders no other memory on it.
+    mirror_[record.peer_id - 1].store(PackPublished(record), std::memory_order_relaxed);
+  }
+}
+
+PublishedSlot PeerHub::PublishedSlotState(uint32_t peer_id) const {
+  if (peer_id == 0 || peer_id > config_.max_guests) return PublishedSlot{};
+  // Relaxed: see RefreshMirror; a scrape needs no order with other words.
+  return UnpackPublished(mirror_[peer_id - 1].load(std::memory_order_relaxed));
 }
 
 std::optional<Reservation> PeerHub::FindReplay(const std::string& request_id) const {
@@ -162,10 +204,11 @@ std::optional<Reservation> PeerHub::FindReplay(const std::string& request_id) co
 }
 
 absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutationLock lock(this);
   if (shutting_down_) return ShuttingDown();
   if (!request.request_id.empty()) {
     if (std::optional<Reservation> replay = FindReplay(request.request_id); replay.has_value()) {
+      metrics_->CountReservation(ReservationOutcome::kReplayed);
       return *replay;
     }
   }
@@ -192,17 +235,19 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
     event.set_owner(request.owner);
     event.mutable_labels()->insert(request.labels.begin(), request.labels.end());
     Publish(std::move(event));
+    metrics_->CountReservation(ReservationOutcome::kGranted);
     return Reservation{.peer_id = record.peer_id,
                        .epoch = *epoch,
                        .lease_expires_at = record.reservation->lease_expires_at,
                        .replayed = false};
   }
+  metrics_->CountReservation(ReservationOutcome::kNoFreeSlot);
   return absl::ResourceExhaustedError(
       absl::StrCat("all ", config_.max_guests, " peer slots are occupied"));
 }
 
 absl::Status PeerHub::Release(uint32_t peer_id, uint32_t epoch) {
-  absl::MutexLock lock(&mu_);
+  MutationLock lock(this);
   if (shutting_down_) return ShuttingDown();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
@@ -214,13 +259,15 @@ absl::Status PeerHub::Release(uint32_t peer_id, uint32_t epoch) {
     return SegmentFencingError(FencedOp::kRelease, peer_id, entry.LoadPair(), epoch);
   }
   Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, peer_id, epoch, "released by ReleasePeer"));
+  metrics_->CountReservation(ReservationOutcome::kReleased);
   record->BecomeEmpty(epoch, absl::Now());
   return absl::OkStatus();
 }
 
-absl::StatusOr<shm::RecoveryReport> PeerHub::Evict(uint32_t peer_id, uint32_t epoch,
-                                                   const std::string& reason) {
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(uint32_t peer_id,
+                                                                  uint32_t epoch,
+                                                                  const std::string& reason) {
+  MutationLock lock(this);
   if (shutting_down_) return ShuttingDown();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
@@ -234,6 +281,8 @@ absl::StatusOr<shm::RecoveryReport> PeerHub::Evict(uint32_t peer_id, uint32_t ep
   Publish(MakePeerEvent(v1::EVENT_KIND_EVICTED, peer_id, epoch,
                         reason.empty() ? std::string("evicted by EvictPeer") : reason));
   record->Enter(v1::PEER_STATE_GOODBYE, absl::Now());
+  // The host application's RECOVERY_READY (or its timeout) recovers it.
+  if (HeldForHost(*record, shm::PeerDeparture::kEvicted)) return std::nullopt;
   absl::StatusOr<shm::RecoveryReport> report = RecoverAndPublish(*record);
   if (!report.ok()) {
     return WithContext(report.status(),
@@ -241,7 +290,7 @@ absl::StatusOr<shm::RecoveryReport> PeerHub::Evict(uint32_t peer_id, uint32_t ep
                                     " was evicted, but its recovery failed (shmhubd retries it "
                                     "on every scan)"));
   }
-  return report;
+  return std::optional<shm::RecoveryReport>(*std::move(report));
 }
 
 absl::StatusOr<v1::Peer> PeerHub::GetPeer(uint32_t peer_id) const {
@@ -301,6 +350,7 @@ v1::GetSegmentInfoResponse PeerHub::SegmentInfo() const {
   info.set_hub_instance_id(journal_->hub_instance_id());
   *info.mutable_started_at() = ToProtoTimestamp(started_at_);
   info.set_version(SHMHUB_VERSION);
+  *info.mutable_host_ack_timeout() = ToProtoDuration(config_.host_ack_timeout);
   return info;
 }
 

@@ -13,10 +13,24 @@
 // number it carries, and a watcher that subscribes after that sequence sees
 // every later change exactly once.
 //
+// The data-plane host application: while one is registered on the local
+// socket, the recovery of an occupancy it serves waits for its
+// RECOVERY_READY, at most --host_ack_timeout (format §14's precondition;
+// docs/host-protocol.md). The wait holds no lock and no thread: the record
+// stays Goodbye (or Corrupt) and the acknowledgement, or the first Scan
+// after the deadline, runs the recovery (HostAckGate keeps the books).
+//
 // Peer views (GetPeer, ListPeers, Snapshot) report the *published* state,
 // the one the event stream has told watchers about, plus live readings from
 // the segment (heartbeat age, ring occupancy). A guest's own CAS shows up in
 // the published state at the next Scan.
+//
+// Metrics: every published event and reservation outcome is counted in
+// HubMetrics. The /metrics scrape must not wait for mu_ (a recovery holds it
+// for a while), so each slot's published state, stale flag and armed
+// detectors are mirrored in lock-free words that every method changing
+// records refreshes before it releases mu_ (MutationLock);
+// PublishedSlotState() reads them without locking.
 //
 // Thread safety: all methods are thread-safe. Scan() is called by the
 // LivenessMonitor thread; RPC handlers call the rest concurrently.
@@ -24,6 +38,7 @@
 #define SHMHUB_SERVER_PEER_HUB_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -38,8 +53,11 @@
 #include "absl/time/time.h"
 #include "server/event_journal.h"
 #include "server/hub_config.h"
+#include "server/host_ack_gate.h"
+#include "server/hub_metrics.h"
 #include "server/log.h"
 #include "server/slot_record.h"
+#include "shm/host_control.h"
 #include "shm/peer_recovery.h"
 #include "shm/segment.h"
 #include "shmhub/v1/hub.pb.h"
@@ -53,6 +71,14 @@ struct ReserveRequest {
   std::string request_id;  // empty: no idempotency
 };
 
+// A guest that bootstrapped over the local socket (LocalSocketServer).
+struct LocalGuest {
+  std::string session_id;  // RSH0's session id; empty for VSH1
+  uint32_t pid = 0;        // SO_PEERCRED's; 0 when not visible in our PID namespace
+  uint32_t uid = 0;
+  bool process_watched = false;  // a pidfd of its process is polled
+};
+
 struct Reservation {
   uint32_t peer_id = 0;
   uint32_t epoch = 0;
@@ -60,13 +86,23 @@ struct Reservation {
   bool replayed = false;  // an earlier request with the same id made it
 };
 
+// A slot as last published, read without the hub's lock (metrics).
+struct PublishedSlot {
+  v1::PeerState state = v1::PEER_STATE_EMPTY;
+  bool stale = false;  // STALE published and no FRESH since
+  // Bit (1 << d) for each armed v1::Detector d; only Attached guests have any.
+  uint32_t armed_detectors = 0;
+};
+
 class PeerHub {
  public:
   // Creates the segment at config.segment_path (replacing a stale file,
   // refusing a live one) and starts with every slot Empty. `config` must
-  // have passed ValidateHubConfig. `journal` must outlive the hub.
+  // have passed ValidateHubConfig. `journal` and `metrics` must outlive the
+  // hub; neither may be null.
   static absl::StatusOr<std::unique_ptr<PeerHub>> Create(const HubConfig& config,
-                                                         EventJournal* journal);
+                                                         EventJournal* journal,
+                                                         HubMetrics* metrics);
   ~PeerHub();
 
   // ---- RPC operations. Inputs are range-checked by the caller (the
@@ -83,8 +119,10 @@ class PeerHub {
   // CAS lost to a guest moves on to the next slot).
   absl::StatusOr<Reservation> Reserve(const ReserveRequest& request);
   absl::Status Release(uint32_t peer_id, uint32_t epoch);
-  absl::StatusOr<shm::RecoveryReport> Evict(uint32_t peer_id, uint32_t epoch,
-                                            const std::string& reason);
+  // Evict returns the recovery report, or nothing when recovery waits for
+  // the registered host application (RECOVERED follows on the stream).
+  absl::StatusOr<std::optional<shm::RecoveryReport>> Evict(uint32_t peer_id, uint32_t epoch,
+                                                           const std::string& reason);
   absl::StatusOr<v1::Peer> GetPeer(uint32_t peer_id) const;
   std::vector<v1::Peer> ListPeers(bool include_empty) const;
   // Every slot (Empty included) and the sequence number it is exact for.
@@ -98,6 +136,54 @@ class PeerHub {
   // BeginShutdown: the event stream ends with HOST_SHUTDOWN.
   void Scan();
 
+  // ---- Guests on the local socket (format §11, §13; peer_hub_local.cc).
+  //
+  // Reserves the slot a guest bootstrapping over the local socket gets, and
+  // records its pid and that its doorbell (and with a pidfd, its process)
+  // is watched. An empty session id (VSH1) takes a fresh slot owned by
+  // "local-socket", with the process's pid and uid as labels and a
+  // --default_lease_ttl lease; a session id (RSH0) names the request_id of
+  // a ReservePeer reservation still Reserved, which is handed over. Errors
+  // as Reserve, plus NOT_FOUND for a session id that names no reservation
+  // and FAILED_PRECONDITION for one already claimed.
+  absl::StatusOr<Reservation> ReserveForLocalGuest(const LocalGuest& guest);
+  // The watched guest of (peer_id, epoch) is gone: its doorbell hung up
+  // (DETECTOR_DOORBELL) or its process exited (DETECTOR_PROCESS_EXIT),
+  // noticed `since` ago. The slot is reconciled with the segment first, so
+  // a guest that stored Goodbye gets GOODBYE; one still Attached gets
+  // CRASHED by `detector` and recovery; a reservation never claimed is
+  // released. Nothing happens once the slot has moved on from `epoch`.
+  void OnLocalGuestGone(uint32_t peer_id, uint32_t epoch, v1::Detector detector,
+                        absl::Duration since);
+  // Whether the slot is still occupied at `epoch`.
+  bool IsCurrentOccupancy(uint32_t peer_id, uint32_t epoch) const;
+
+  // ---- The data-plane host application (peer_hub_host.cc; the protocol is
+  // docs/host-protocol.md, the bookkeeping HostAckGate). LocalSocketServer
+  // holds the host's connection and calls these from its thread.
+  //
+  // Registers the host application described by `who`: publishes
+  // HOST_ATTACHED and queues PEER_ATTACHED for every Attached guest (but
+  // those orphaned by an earlier host's death). ALREADY_EXISTS while one is
+  // registered (one data-plane host per segment), UNAVAILABLE after
+  // BeginShutdown.
+  absl::Status RegisterHost(const std::string& who);
+  // The registered host application is gone (`why`). Publishes
+  // HOST_DETACHED; the recoveries that waited for it run now. `orphaned`
+  // are the guests whose doorbell the socket server shut down (they
+  // are no longer watched by their doorbell and are never announced to a
+  // later host). A no-op when none is registered.
+  void UnregisterHost(const std::string& why, const std::vector<Occupancy>& orphaned);
+  // RECOVERY_READY from the host: the recovery of `occupancy` runs now if it
+  // was waiting for it; anything else is ignored.
+  void OnHostRecoveryReady(const Occupancy& occupancy);
+  // The records owed to the host since the last call, in order
+  // (PEER_ATTACHED with arg 0: the caller adds the fds it holds).
+  std::vector<shm::HostRecord> TakeHostNotices();
+  // An eventfd written whenever a record is owed; -1 for none. Not owned:
+  // set it back to -1 before closing it.
+  void SetHostNoticeWake(int eventfd);
+
   // ---- Shutdown. Refuses further mutations (UNAVAILABLE), appends
   // HOST_SHUTDOWN and raises host_goodbye in the segment. Idempotent.
   void BeginShutdown();
@@ -105,9 +191,24 @@ class PeerHub {
 
   const HubConfig& config() const { return config_; }
   const shm::Segment& segment() const { return *segment_; }
+  HubMetrics& metrics() const { return *metrics_; }
+
+  // What was last published for `peer_id`, without taking the hub's lock:
+  // exact as of the end of the last method that changed records, and
+  // consistent within the slot (one word). Empty for ids outside
+  // 1..max_guests.
+  PublishedSlot PublishedSlotState(uint32_t peer_id) const;
 
  private:
-  PeerHub(const HubConfig& config, EventJournal* journal, std::unique_ptr<shm::Segment> segment);
+  // mu_, held by a method that changes records: refreshes the mirror
+  // before it releases mu_, on every path out of the method.
+  class ABSL_SCOPED_LOCKABLE MutationLock;
+
+  PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
+          std::unique_ptr<shm::Segment> segment);
+
+  // Copies every record's published state into mirror_.
+  void RefreshMirror() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The entry of a slot the hub has a record for (1..max_guests).
   shm::PeerEntryView EntryOf(uint32_t peer_id) const;
@@ -145,21 +246,62 @@ class PeerHub {
   void PublishGoodbyeAndRecover(SlotRecord& record, const std::string& reason, LogLevel level)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckLiveness(SlotRecord& record, uint64_t now_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes CRASHED by `detector` and recovers the slot.
+  // `detection_latency` is how long the guest had been dead when this
+  // noticed: the heartbeat's age, or the time since its process exited;
+  // nothing when that is unknown (no heartbeat yet, an invalid state word).
   void CrashAndRecover(SlotRecord& record, v1::Detector detector,
-                       std::optional<uint64_t> heartbeat_age_ns, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                       std::optional<uint64_t> heartbeat_age_ns,
+                       std::optional<absl::Duration> detection_latency,
+                       const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs format §14 on the record's occupancy and publishes RECOVERED. On
-  // failure the record keeps its state, so the next pass retries.
-  absl::StatusOr<shm::RecoveryReport> RecoverAndPublish(SlotRecord& record)
+  // failure the record keeps its state, so the next pass retries. While
+  // the registered host application has not released the occupancy
+  // (HeldForHost), nothing runs: UNAVAILABLE, and the next pass, or the
+  // host's RECOVERY_READY, tries again. `departure` says why the occupancy
+  // ended, for the host's PEER_RECOVERING; retries need not give it.
+  absl::StatusOr<shm::RecoveryReport> RecoverAndPublish(
+      SlotRecord& record, shm::PeerDeparture departure = shm::PeerDeparture::kCrashed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the recovery of the record's occupancy must wait for the host
+  // application (HostAckGate::BeginRecovery): true while it does; at the
+  // deadline publishes HOST_UNRESPONSIVE and returns false.
+  bool HeldForHost(SlotRecord& record, shm::PeerDeparture departure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the gate each slot's live occupancy (MutationLock, after every
+  // change), so the host hears of occupancies that ended without recovery.
+  void ReconcileHostGate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const HubConfig config_;
   EventJournal* const journal_;
+  HubMetrics* const metrics_;
   const std::unique_ptr<shm::Segment> segment_;
   const absl::Time started_at_;
   mutable absl::Mutex mu_;
   std::vector<SlotRecord> slots_ ABSL_GUARDED_BY(mu_);  // slots_[i] is peer i + 1
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  HostAckGate host_gate_ ABSL_GUARDED_BY(mu_);
+  // mirror_[i] is peer i + 1's PublishedSlot, packed into one word so a
+  // reader gets the slot's fields from one moment. Written under mu_.
+  std::array<std::atomic<uint32_t>, shm::kMaxGuests> mirror_{};
+};
+
+class ABSL_SCOPED_LOCKABLE PeerHub::MutationLock {
+ public:
+  explicit MutationLock(PeerHub* hub) ABSL_EXCLUSIVE_LOCK_FUNCTION(hub->mu_) : hub_(hub) {
+    hub_->mu_.Lock();
+  }
+  // The analysis cannot see that mu_ is still held here.
+  ~MutationLock() ABSL_UNLOCK_FUNCTION() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    hub_->ReconcileHostGate();
+    hub_->RefreshMirror();
+    hub_->mu_.Unlock();
+  }
+  MutationLock(const MutationLock&) = delete;
+  MutationLock& operator=(const MutationLock&) = delete;
+
+ private:
+  PeerHub* const hub_;
 };
 
 }  // namespace shmhub::server

@@ -33,7 +33,9 @@
 // Everything runs under the hub mutex: recovery included, so no RPC can see
 // or fence a slot halfway through it. RecoverPeer re-checks the epoch before
 // every step; when it fails, the record keeps its state and the next pass
-// tries again.
+// tries again. A recovery the registered host application must release
+// first (peer_hub_host.cc) is not run until it does or its deadline passes:
+// the record waits in Goodbye (or Corrupt), and each pass asks again.
 #include <optional>
 #include <string>
 
@@ -63,7 +65,7 @@ std::string FormatNs(uint64_t ns) {
 }  // namespace
 
 void PeerHub::Scan() {
-  absl::MutexLock lock(&mu_);
+  MutationLock lock(this);
   // After HOST_SHUTDOWN the event stream has ended: nothing more is published.
   if (shutting_down_) return;
   for (SlotRecord& record : slots_) ScanSlot(record, MonotonicNowNs());
@@ -119,9 +121,10 @@ void PeerHub::OnInvalidState(SlotRecord& record, const shm::PeerPair& seen, uint
   }
   record.raw_state = raw;
   const uint64_t heartbeat = EntryOf(record.peer_id).LastHeartbeat();
+  // No detection latency: nothing tells when the word was overwritten.
   CrashAndRecover(record, v1::DETECTOR_INVALID_STATE,
                   heartbeat == 0 ? std::nullopt : std::optional(ElapsedNs(heartbeat, now_ns)),
-                  reason);
+                  std::nullopt, reason);
 }
 
 void PeerHub::OnEmptied(SlotRecord& record, uint32_t epoch) {
@@ -144,6 +147,7 @@ void PeerHub::OnEmptied(SlotRecord& record, uint32_t epoch) {
           MakePeerEvent(v1::EVENT_KIND_RELEASED, record.peer_id, record.epoch,
                         absl::StrCat("the reservation was released outside shmhubd", epoch_note)),
           LogLevel::kWarning);
+      metrics_->CountReservation(ReservationOutcome::kReleased);
       break;
     case v1::PEER_STATE_ATTACHED:
       Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.peer_id, record.epoch,
@@ -220,11 +224,13 @@ void PeerHub::OnReservedSlot(SlotRecord& record, shm::PeerState seen, uint64_t n
       return;
     case shm::PeerState::kAttached:
       PublishAttached(record, now_ns, "claimed its reservation", LogLevel::kInfo);
+      metrics_->CountReservation(ReservationOutcome::kClaimed);
       CheckLiveness(record, now_ns);
       return;
     case shm::PeerState::kGoodbye:
       PublishAttached(record, now_ns, "claimed its reservation and left between two scans",
                       LogLevel::kInfo);
+      metrics_->CountReservation(ReservationOutcome::kClaimed);
       PublishGoodbyeAndRecover(record, "left in order", LogLevel::kInfo);
       return;
     case shm::PeerState::kEmpty:
@@ -275,6 +281,7 @@ void PeerHub::ExpireLease(SlotRecord& record, uint64_t now_ns) {
     Publish(MakePeerEvent(v1::EVENT_KIND_RESERVATION_EXPIRED, record.peer_id, record.epoch,
                           absl::StrCat("unclaimed after its lease of ",
                                        absl::FormatDuration(record.reservation->lease_ttl))));
+    metrics_->CountReservation(ReservationOutcome::kExpired);
     record.BecomeEmpty(record.epoch, absl::Now());
     return;
   }
@@ -283,6 +290,7 @@ void PeerHub::ExpireLease(SlotRecord& record, uint64_t now_ns) {
   if (now_seen.first.Is(shm::PeerState::kAttached) && now_seen.second == record.epoch) {
     PublishAttached(record, now_ns, "claimed its reservation as the lease ran out",
                     LogLevel::kInfo);
+    metrics_->CountReservation(ReservationOutcome::kClaimed);
     CheckLiveness(record, now_ns);
   }
   // Anything else is what the next pass reconciles.
@@ -312,13 +320,15 @@ void PeerHub::PublishAttached(SlotRecord& record, uint64_t now_ns, const std::st
   // --require_heartbeat arms the detector at attach (format §13, A-19).
   record.heartbeat_armed = config_.require_heartbeat;
   Publish(MakePeerEvent(v1::EVENT_KIND_ATTACHED, record.peer_id, record.epoch, reason), level);
+  host_gate_.Announce(Occupancy{record.peer_id, record.epoch});
 }
 
 void PeerHub::PublishGoodbyeAndRecover(SlotRecord& record, const std::string& reason,
                                        LogLevel level) {
   Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.peer_id, record.epoch, reason), level);
   record.Enter(v1::PEER_STATE_GOODBYE, absl::Now());
-  RecoverAndPublish(record).IgnoreError();  // failures are logged inside and retried
+  // Failures are logged inside and retried; so is a wait for the host.
+  RecoverAndPublish(record, shm::PeerDeparture::kLeft).IgnoreError();
 }
 
 void PeerHub::CheckLiveness(SlotRecord& record, uint64_t now_ns) {
@@ -339,7 +349,7 @@ void PeerHub::CheckLiveness(SlotRecord& record, uint64_t now_ns) {
     // the daemon saw, not from the format's "last = 0" (§5.5).
     const absl::Duration grace = config_.EffectiveHeartbeatGrace();
     if (ElapsedNs(record.attach_seen_ns, now_ns) > ToNs(grace)) {
-      CrashAndRecover(record, v1::DETECTOR_HEARTBEAT, std::nullopt,
+      CrashAndRecover(record, v1::DETECTOR_HEARTBEAT, std::nullopt, std::nullopt,
                       absl::StrCat("no heartbeat within ", absl::FormatDuration(grace),
                                    " of attaching (--require_heartbeat)"));
     }
@@ -361,32 +371,57 @@ void PeerHub::CheckLiveness(SlotRecord& record, uint64_t now_ns) {
     }
     Publish(std::move(event));
   }
+  if (silence_ns > ToNs(config_.crash_timeout) && record.process_watched) {
+    // §13: heartbeat evidence alone does not recover a guest whose process
+    // a pidfd shows alive (stopped, overloaded): recovery would reset rings
+    // it still uses. It stays STALE until heartbeats resume, it exits (the
+    // process detector) or an orchestrator evicts it.
+    if (!record.heartbeat_crash_deferred) {
+      record.heartbeat_crash_deferred = true;
+      Log(LogLevel::kWarning,
+          absl::StrCat("peer ", record.peer_id, " epoch ", record.epoch, ": heartbeat silent for ",
+                       FormatNs(silence_ns), ", over --crash_timeout, but pid ", record.pid,
+                       " is alive; staying STALE (EvictPeer removes it)"));
+    }
+    return;
+  }
   if (silence_ns > ToNs(config_.crash_timeout)) {
     CrashAndRecover(
         record, v1::DETECTOR_HEARTBEAT, age_ns,
+        age_ns.has_value() ? std::optional(absl::Nanoseconds(*age_ns)) : std::nullopt,
         absl::StrCat("heartbeat silent for ", FormatNs(silence_ns), ", over --crash_timeout ",
                      absl::FormatDuration(config_.crash_timeout)));
     return;
   }
   if (!stale && record.stale) {
     record.stale = false;
+    record.heartbeat_crash_deferred = false;
     Publish(
         MakePeerEvent(v1::EVENT_KIND_FRESH, record.peer_id, record.epoch, "heartbeats resumed"));
   }
 }
 
 void PeerHub::CrashAndRecover(SlotRecord& record, v1::Detector detector,
-                              std::optional<uint64_t> heartbeat_age_ns, const std::string& reason) {
+                              std::optional<uint64_t> heartbeat_age_ns,
+                              std::optional<absl::Duration> detection_latency,
+                              const std::string& reason) {
   Publish(MakeCrashedEvent(record.peer_id, record.epoch, detector, heartbeat_age_ns, reason),
           LogLevel::kWarning);
+  if (detection_latency.has_value()) metrics_->ObserveCrashDetection(*detection_latency);
   record.last_detector = detector;
   record.Enter(
       detector == v1::DETECTOR_INVALID_STATE ? v1::PEER_STATE_CORRUPT : v1::PEER_STATE_GOODBYE,
       absl::Now());
-  RecoverAndPublish(record).IgnoreError();  // failures are logged inside and retried
+  // Failures are logged inside and retried; so is a wait for the host.
+  RecoverAndPublish(record, shm::PeerDeparture::kCrashed).IgnoreError();
 }
 
-absl::StatusOr<shm::RecoveryReport> PeerHub::RecoverAndPublish(SlotRecord& record) {
+absl::StatusOr<shm::RecoveryReport> PeerHub::RecoverAndPublish(SlotRecord& record,
+                                                               shm::PeerDeparture departure) {
+  if (HeldForHost(record, departure)) {
+    return absl::UnavailableError(absl::StrCat("peer ", record.peer_id, " epoch ", record.epoch,
+                                               ": waiting for the host application"));
+  }
   const uint64_t start_ns = MonotonicNowNs();
   absl::StatusOr<shm::RecoveryReport> report =
       shm::RecoverPeer(*segment_, record.peer_id, record.epoch);

@@ -1,6 +1,7 @@
 #include "server/peer_hub_service.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -91,6 +92,7 @@ grpc::ServerWriteReactor<v1::WatchEventsResponse>* PeerHubService::WatchEvents(
       .hub = &hub_,
       .journal = &journal_,
       .dispatcher = &dispatcher_,
+      .metrics = &hub_.metrics(),
       .queue_limit = hub_.config().watcher_queue,
       .progress_interval = hub_.config().watch_progress_interval,
   };
@@ -125,10 +127,13 @@ absl::Status PeerHubService::Evict(const v1::EvictPeerRequest& request,
   }
   if (absl::Status s = ValidateEvictReason(request.reason()); !s.ok()) return s;
   const absl::Time start = absl::Now();
-  absl::StatusOr<shm::RecoveryReport> report =
+  absl::StatusOr<std::optional<shm::RecoveryReport>> report =
       hub_.Evict(request.peer_id(), request.epoch(), request.reason());
   if (!report.ok()) return report.status();
-  *response->mutable_recovery() = RecoveryReportToProto(*report, absl::Now() - start);
+  // Unset while the recovery waits for the host application (hub.proto).
+  if (report->has_value()) {
+    *response->mutable_recovery() = RecoveryReportToProto(**report, absl::Now() - start);
+  }
   return absl::OkStatus();
 }
 

@@ -31,9 +31,9 @@ v1::Peer BuildPeerView(const SlotRecord& record, const shm::Segment& segment, ui
   peer.set_stale(record.state == v1::PEER_STATE_ATTACHED && record.heartbeat_seen &&
                  entry.IsHeartbeatStale(now_ns, segment.heartbeat_interval_ns()));
 
-  const uint32_t index = record.peer_id - 1;
-  peer.set_guest_to_host_used_bytes(segment.GuestToHostRing(index).Occupancy());
-  peer.set_host_to_guest_used_bytes(segment.HostToGuestRing(index).Occupancy());
+  const RingOccupancy rings = ReadRingOccupancy(segment, record.peer_id);
+  peer.set_guest_to_host_used_bytes(rings.guest_to_host);
+  peer.set_host_to_guest_used_bytes(rings.host_to_guest);
 
   if (record.reservation.has_value()) {
     const SlotReservation& reservation = *record.reservation;
@@ -43,8 +43,16 @@ v1::Peer BuildPeerView(const SlotRecord& record, const shm::Segment& segment, ui
       *peer.mutable_lease_expires_at() = ToProtoTimestamp(reservation.lease_expires_at);
     }
   }
-  // pid stays 0 (unknown): it comes with the local socket's SO_PEERCRED.
+  // Known only for guests that bootstrapped over the local socket.
+  peer.set_pid(record.pid);
   return peer;
+}
+
+RingOccupancy ReadRingOccupancy(const shm::Segment& segment, uint32_t peer_id) {
+  if (peer_id == 0 || peer_id > segment.layout().max_guests) return RingOccupancy{};
+  const uint32_t index = peer_id - 1;
+  return RingOccupancy{.guest_to_host = segment.GuestToHostRing(index).Occupancy(),
+                       .host_to_guest = segment.HostToGuestRing(index).Occupancy()};
 }
 
 }  // namespace shmhub::server

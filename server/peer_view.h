@@ -19,6 +19,17 @@ namespace shmhub::server {
 // max_guests covers record.peer_id.
 v1::Peer BuildPeerView(const SlotRecord& record, const shm::Segment& segment, uint64_t now_ns);
 
+// Bytes committed and not yet consumed in each of a peer's rings. The ring
+// words are guest-writable; each value is clamped to the ring's trusted
+// capacity (BipBuffer::Occupancy), so a hostile header yields a number in
+// [0, capacity], never garbage. Zero for both when `peer_id` is outside
+// 1..segment.layout().max_guests.
+struct RingOccupancy {
+  uint32_t guest_to_host = 0;
+  uint32_t host_to_guest = 0;
+};
+RingOccupancy ReadRingOccupancy(const shm::Segment& segment, uint32_t peer_id);
+
 }  // namespace shmhub::server
 
 #endif  // SHMHUB_SERVER_PEER_VIEW_H_

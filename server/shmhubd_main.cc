@@ -1,6 +1,7 @@
 // shmhubd: the shmhub daemon. Parses the flags, starts a HubServer, prints
 // one "shmhubd listening on ..." line on stdout (scripts and tests read the
-// port from it), and shuts down within --shutdown_grace on SIGTERM or SIGINT.
+// port from it), and shuts down within --shutdown_grace on SIGTERM or SIGINT
+// (plus about 2 s to stop the /metrics exposer, after the segment is gone).
 //
 // Exit status: 0 after a clean shutdown; 2 when the daemon cannot start
 // (a flag value out of range, the segment in use by a live daemon, the
@@ -44,7 +45,8 @@ constexpr char kUsage[] =
     "  shmhubd --heartbeat_interval=20ms --crash_timeout=300ms --require_heartbeat\n"
     "\n"
     "On start it prints one line to stdout:\n"
-    "  shmhubd listening on HOST:PORT segment=PATH instance=ID\n"
+    "  shmhubd listening on HOST:PORT segment=PATH instance=ID socket=PATH metrics=HOST:PORT\n"
+    "(socket= and metrics= are empty when --socket or --metrics_listen is).\n"
     "SIGTERM or SIGINT: watchers get HOST_SHUTDOWN, guests see host_goodbye, the\n"
     "segment is removed, exit status 0. Exit status 2: the daemon could not start.";
 
@@ -85,8 +87,10 @@ int Run(int argc, char** argv) {
     Log(LogLevel::kError, absl::StrCat("cannot start: ", server.status().message()));
     return kExitCannotStart;
   }
-  std::printf("shmhubd listening on %s segment=%s instance=%s\n", (*server)->address().c_str(),
-              config->segment_path.c_str(), (*server)->hub_instance_id().c_str());
+  std::printf("shmhubd listening on %s segment=%s instance=%s socket=%s metrics=%s\n",
+              (*server)->address().c_str(), config->segment_path.c_str(),
+              (*server)->hub_instance_id().c_str(), config->socket_path.c_str(),
+              (*server)->metrics_address().c_str());
   std::fflush(stdout);
 
   int signal_number = 0;

@@ -23,15 +23,20 @@ void SlotRecord::BeginOccupancy(v1::PeerState new_state, uint32_t new_epoch, abs
   heartbeat_armed = false;
   heartbeat_seen = false;
   stale = false;
+  doorbell_watched = false;
+  process_watched = false;
+  pid = 0;
+  heartbeat_crash_deferred = false;
   unconfirmed.reset();
   failed_recoveries = 0;
 }
 
 std::vector<v1::Detector> SlotRecord::ArmedDetectors() const {
-  // The doorbell and process-exit detectors arrive with the local socket;
-  // until then the heartbeat is the only one that can be armed.
   std::vector<v1::Detector> armed;
-  if (state == v1::PEER_STATE_ATTACHED && heartbeat_armed) armed.push_back(v1::DETECTOR_HEARTBEAT);
+  if (state != v1::PEER_STATE_ATTACHED) return armed;
+  if (heartbeat_armed) armed.push_back(v1::DETECTOR_HEARTBEAT);
+  if (doorbell_watched) armed.push_back(v1::DETECTOR_DOORBELL);
+  if (process_watched) armed.push_back(v1::DETECTOR_PROCESS_EXIT);
   return armed;
 }
 

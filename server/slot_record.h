@@ -70,6 +70,15 @@ struct SlotRecord {
   bool heartbeat_seen = false;
   bool stale = false;  // STALE published and no FRESH since
 
+  // Kernel-backed detectors of a guest that bootstrapped over the local
+  // socket (LocalSocketServer watches the fds; the record only says so).
+  bool doorbell_watched = false;  // the daemon holds the host end of its doorbell
+  bool process_watched = false;   // a pidfd of the connected process is polled
+  uint32_t pid = 0;               // SO_PEERCRED's pid; 0 when unknown
+  // A heartbeat crash was held back because the process is alive (logged
+  // once per stale spell).
+  bool heartbeat_crash_deferred = false;
+
   // The detector that last declared a guest of this slot crashed.
   v1::Detector last_detector = v1::DETECTOR_UNSPECIFIED;
 

@@ -206,6 +206,7 @@ void WatchEventsReactor::StartLocked(const v1::WatchEventsRequest& request) {
 
 void WatchEventsReactor::ResyncLocked(v1::Resync resync) {
   ++resyncs_sent_;
+  context_.metrics->CountResync();
   v1::WatchEventsResponse message;
   *message.mutable_resync() = std::move(resync);
   pending_.push_back(std::move(message));

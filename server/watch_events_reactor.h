@@ -42,6 +42,7 @@
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
 #include "server/event_journal.h"
+#include "server/hub_metrics.h"
 #include "server/peer_hub.h"
 #include "server/watch_dispatcher.h"
 #include "shmhub/v1/hub.pb.h"
@@ -55,6 +56,7 @@ class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::WatchEvents
     PeerHub* hub;
     EventJournal* journal;
     WatchDispatcher* dispatcher;
+    HubMetrics* metrics;               // counts RESYNCs
     uint32_t queue_limit;              // --watcher_queue
     absl::Duration progress_interval;  // --watch_progress_interval
   };

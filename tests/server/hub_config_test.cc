@@ -28,6 +28,7 @@ TEST(HubConfigTest, DefaultsAreTheArchitecturesAndValid) {
   EXPECT_FALSE(config.require_heartbeat);
   EXPECT_EQ(config.listen, "127.0.0.1:50051");
   EXPECT_EQ(config.metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(config.host_ack_timeout, absl::Seconds(2));
   EXPECT_TRUE(ValidateHubConfig(config).ok()) << ValidateHubConfig(config);
 }
 
@@ -86,7 +87,15 @@ TEST(HubConfigTest, ValidateRefusesEachOutOfRangeValueNamingItsFlag) {
       {"--watch_progress_interval",
        [](HubConfig& c) { c.watch_progress_interval = absl::Milliseconds(1); }},
       {"--shutdown_grace", [](HubConfig& c) { c.shutdown_grace = absl::Minutes(6); }},
+      {"--host_ack_timeout", [](HubConfig& c) { c.host_ack_timeout = absl::ZeroDuration(); }},
+      {"--host_ack_timeout", [](HubConfig& c) { c.host_ack_timeout = absl::Minutes(11); }},
       {"--listen", [](HubConfig& c) { c.listen.clear(); }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = "127.0.0.1"; }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = ":9464"; }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = "127.0.0.1:65536"; }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = "127.0.0.1:+80"; }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = "::1:9464"; }},
+      {"--metrics_listen", [](HubConfig& c) { c.metrics_listen = c.listen; }},
   };
   for (const Refusal& refusal : refusals) {
     HubConfig config;
@@ -104,8 +113,18 @@ TEST(HubConfigTest, ValidateAcceptsTheBoundaryValues) {
   config.crash_timeout = 2 * config.heartbeat_interval + absl::Nanoseconds(1);
   config.default_lease_ttl = config.max_lease_ttl;
   config.shutdown_grace = absl::ZeroDuration();
+  config.host_ack_timeout = absl::Milliseconds(1);
   config.metrics_listen.clear();  // no /metrics exposer
   EXPECT_TRUE(ValidateHubConfig(config).ok()) << ValidateHubConfig(config);
+}
+
+TEST(HubConfigTest, ValidateAcceptsAnyMetricsHostPortAndEmptyForNone) {
+  for (const std::string address : {"", "127.0.0.1:0", "0.0.0.0:9464", "[::1]:9464",
+                                    "localhost:65535"}) {
+    HubConfig config;
+    config.metrics_listen = address;
+    EXPECT_TRUE(ValidateHubConfig(config).ok()) << address << ": " << ValidateHubConfig(config);
+  }
 }
 
 TEST(HubConfigTest, ParseSlotClassesReadsSizeCountPairsAndFormatRoundTrips) {

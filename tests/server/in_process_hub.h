@@ -33,6 +33,7 @@ inline HubConfig TestConfig(const shmhub::testing::TempDir& dir) {
   config.segment_path = dir.File("hub");
   config.listen = "127.0.0.1:0";
   config.metrics_listen.clear();
+  config.socket_path.clear();
   config.max_guests = 8;
   config.ring_bytes = 4096;
   config.slot_classes = {{64, 16}, {1024, 4}};

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "server/event_journal.h"
 #include "server/hub_config.h"
+#include "server/hub_metrics.h"
 #include "server/peer_hub.h"
 #include "tests/testing/temp_dir.h"
 
@@ -29,7 +30,7 @@ class LivenessMonitorTest : public ::testing::Test {
     config.slot_classes = {{64, 4}};
     config.heartbeat_interval = absl::Milliseconds(10);
     config.crash_timeout = absl::Milliseconds(100);
-    absl::StatusOr<std::unique_ptr<PeerHub>> hub = PeerHub::Create(config, &journal_);
+    absl::StatusOr<std::unique_ptr<PeerHub>> hub = PeerHub::Create(config, &journal_, &metrics_);
     ASSERT_TRUE(hub.ok()) << hub.status();
     hub_ = *std::move(hub);
   }
@@ -53,6 +54,7 @@ class LivenessMonitorTest : public ::testing::Test {
 
   shmhub::testing::TempDir dir_;
   EventJournal journal_{"monitor-test", 1024};
+  HubMetrics metrics_{absl::Milliseconds(10), absl::Milliseconds(100)};
   std::unique_ptr<PeerHub> hub_;
 };
 

@@ -1,0 +1,100 @@
+// LocalSocketServer: the daemon's local Unix socket (--socket). Guests on
+// this node connect to it to bootstrap (format §11) instead of attaching by
+// path, and in exchange get the kernel-backed crash detectors of §13:
+//
+//   guest                                 shmhubd
+//   connect ───────────────────────────▶  accept; SO_PEERCRED + pidfd
+//   "VSH1" (or "RSH0" + session id) ───▶  reserve a slot (PeerHub)
+//                                          doorbell pair, mapping-control pair
+//   ◀── VSP1/RSP0: peer id, segment path + fds (doorbell end, segment,
+//                  mapping control)       close our copies of the guest ends
+//   claim the Reserved entry (shm CAS)     watch: doorbell host end, pidfd
+//   ... guest dies: the kernel closes its fds ...
+//                                          doorbell hang-up -> CRASHED(DOORBELL)
+//                                          pidfd readable   -> CRASHED(PROCESS_EXIT)
+//
+// The doorbell hang-up works across containers and PID namespaces (it needs
+// only the fd); the pidfd needs SO_PEERPIDFD or a pid visible to us.
+// Whichever fires first decides; PeerHub ignores the second, since the
+// occupancy has ended by then. A guest that stored Goodbye before its fds
+// closed gets GOODBYE, not CRASHED.
+//
+// One thread serves everything with poll(): the listener, handshakes in
+// progress (each bounded in time and size, at most kMaxHandshakes at once,
+// so a client that connects and says nothing costs a slot in that table,
+// never the loop), the watched guests and the host application. The daemon
+// is not a data-plane host: it polls a guest's doorbell for the hang-up
+// only and never reads the rings queued on it, which belong to the host
+// application holding a copy of the same host end.
+//
+// The data-plane host application (docs/host-protocol.md) connects here too
+// and sends "SHH1" instead of a bootstrap request. One at a time is
+// registered (a second gets REFUSED): it receives the segment, then
+// PEER_ATTACHED for every attached guest with copies of the daemon's host
+// ends of the doorbell and mapping-control socket of guests that
+// bootstrapped here, and PEER_RECOVERING before any recovery of a guest it
+// was told about, which waits for its RECOVERY_READY (PeerHub,
+// HostAckGate). When its connection hangs up or its process exits, the
+// daemon shuts down the doorbells it shared (shutdown(2), so every copy
+// hangs up: the guests' link calls fail at once, UNAVAILABLE), stops
+// watching those doorbells, and PeerHub lets the waiting recoveries run; a
+// new host application may then register.
+//
+// Stop() rings every watched doorbell (host_goodbye is raised by then, and
+// Rust guests sleep on the doorbell, §12), closes every descriptor (the
+// host application sees its connection end) and removes the socket file.
+//
+// Thread safety: Stop() may be called from any thread, more than once.
+#ifndef SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_
+#define SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/peer_hub.h"
+#include "server/unix_listener.h"
+#include "shm/unique_fd.h"
+
+namespace shmhub::server {
+
+class LocalSocketServer {
+ public:
+  // Listens at `path` (see UnixListener for the errors) and starts serving.
+  // `hub` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<LocalSocketServer>> Start(const std::string& path,
+                                                                  PeerHub* hub);
+  ~LocalSocketServer();
+
+  LocalSocketServer(const LocalSocketServer&) = delete;
+  LocalSocketServer& operator=(const LocalSocketServer&) = delete;
+
+  void Stop();
+  const std::string& path() const { return listener_->path(); }
+
+  // Connections that have not completed their request yet are dropped
+  // beyond this many.
+  static constexpr size_t kMaxHandshakes = 64;
+
+ private:
+  LocalSocketServer(std::unique_ptr<UnixListener> listener, shm::UniqueFd wake,
+                    shm::UniqueFd notices, PeerHub* hub);
+  void Run();
+
+  const std::unique_ptr<UnixListener> listener_;
+  const shm::UniqueFd wake_;     // eventfd: Stop() wakes the loop
+  const shm::UniqueFd notices_;  // eventfd: PeerHub owes the host application records
+  PeerHub* const hub_;
+  std::thread thread_;
+
+  absl::Mutex stop_mu_;
+  bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
+};
+
+}  // namespace shmhub::server
+
+#endif  // SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_

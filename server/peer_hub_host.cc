@@ -1,0 +1,118 @@
+// PeerHub's side of the data-plane host application (docs/host-protocol.md):
+// its registration and departure, and the recoveries that wait for its
+// RECOVERY_READY. HostAckGate keeps the books; LocalSocketServer carries the
+// records. Every method here runs under mu_ and never waits: a recovery that
+// must wait is left for the acknowledgement or a later Scan.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/log.h"
+#include "server/monotonic_clock.h"
+#include "server/peer_events.h"
+#include "server/peer_hub.h"
+
+namespace shmhub::server {
+
+absl::Status PeerHub::RegisterHost(const std::string& who) {
+  MutationLock lock(this);
+  if (shutting_down_) return absl::UnavailableError("shmhubd is shutting down");
+  if (host_gate_.registered()) {
+    return absl::AlreadyExistsError(
+        "a host application is already registered with this shmhubd (one data-plane host per "
+        "segment)");
+  }
+  host_gate_.Register();
+  metrics_->SetHostRegistered(true);
+  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_ATTACHED, 0, 0,
+                        absl::StrCat("host application with ", who, " registered")));
+  for (const SlotRecord& record : slots_) {
+    if (record.state == v1::PEER_STATE_ATTACHED) {
+      host_gate_.Announce(Occupancy{record.peer_id, record.epoch});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void PeerHub::UnregisterHost(const std::string& why, const std::vector<Occupancy>& orphaned) {
+  MutationLock lock(this);
+  if (!host_gate_.registered()) return;
+  const std::vector<Occupancy> owed = host_gate_.Unregister();
+  metrics_->SetHostRegistered(false);
+  for (const Occupancy& occupancy : orphaned) {
+    host_gate_.Orphan(occupancy);
+    SlotRecord* record = FindRecord(occupancy.peer_id);
+    // The socket server shut that doorbell: it no longer tells us anything.
+    if (record != nullptr && record->occupied() && record->epoch == occupancy.epoch) {
+      record->doorbell_watched = false;
+    }
+  }
+  // After HOST_SHUTDOWN the stream has ended, and Scan recovers nothing.
+  if (shutting_down_) return;
+  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_DETACHED, 0, 0,
+                        absl::StrCat(why, "; ", owed.size(), " recoveries waited for it, ",
+                                     orphaned.size(), " local guests lost their doorbell")),
+          LogLevel::kWarning);
+  // Its acknowledgements count as given.
+  for (const Occupancy& occupancy : owed) {
+    SlotRecord* record = FindRecord(occupancy.peer_id);
+    if (record != nullptr && record->recovering() && record->epoch == occupancy.epoch) {
+      RecoverAndPublish(*record).IgnoreError();  // failures are logged inside and retried
+    }
+  }
+}
+
+void PeerHub::OnHostRecoveryReady(const Occupancy& occupancy) {
+  MutationLock lock(this);
+  if (shutting_down_) return;
+  if (!host_gate_.Acknowledge(occupancy)) {
+    Log(LogLevel::kInfo, absl::StrCat("peer ", occupancy.peer_id, " epoch ", occupancy.epoch,
+                                      ": RECOVERY_READY that no recovery waits for (late or "
+                                      "unsolicited); ignored"));
+    return;
+  }
+  SlotRecord* record = FindRecord(occupancy.peer_id);
+  if (record == nullptr || !record->recovering() || record->epoch != occupancy.epoch) return;
+  RecoverAndPublish(*record).IgnoreError();  // failures are logged inside and retried
+}
+
+std::vector<shm::HostRecord> PeerHub::TakeHostNotices() {
+  absl::MutexLock lock(&mu_);
+  return host_gate_.TakeNotices();
+}
+
+void PeerHub::SetHostNoticeWake(int eventfd) {
+  absl::MutexLock lock(&mu_);
+  host_gate_.set_wake_fd(eventfd);
+}
+
+bool PeerHub::HeldForHost(SlotRecord& record, shm::PeerDeparture departure) {
+  const Occupancy occupancy{record.peer_id, record.epoch};
+  switch (host_gate_.BeginRecovery(occupancy, departure, MonotonicNowNs())) {
+    case HostAckGate::Verdict::kRecoverNow:
+      return false;
+    case HostAckGate::Verdict::kWait:
+      return true;
+    case HostAckGate::Verdict::kTimedOut:
+      metrics_->CountHostAckTimeout();
+      Publish(MakePeerEvent(v1::EVENT_KIND_HOST_UNRESPONSIVE, record.peer_id, record.epoch,
+                            absl::StrCat("the host application did not release the guest within "
+                                         "--host_ack_timeout ",
+                                         absl::FormatDuration(config_.host_ack_timeout),
+                                         "; recovering anyway")),
+              LogLevel::kWarning);
+      return false;
+  }
+  return false;
+}
+
+void PeerHub::ReconcileHostGate() {
+  for (const SlotRecord& record : slots_) {
+    const bool live = record.state == v1::PEER_STATE_ATTACHED || record.recovering();
+    host_gate_.Reconcile(record.peer_id, live ? std::optional(record.epoch) : std::nullopt);
+  }
+}
+
+}  // namespace shmhub::server
