@@ -1,6 +1,7 @@
 // shmhub-guest: a small real guest process, for people trying shmhub out and
 // for end-to-end tests. It attaches to a hub segment (claiming a reserved
-// slot or taking a free one), heartbeats, and leaves in order when told to.
+// slot, taking a free one, or bootstrapping over shmhubd's local socket),
+// heartbeats, and leaves in order when told to.
 //
 // Output (stdout, one flushed line each, so a parent can wait for them):
 //   attached peer_id=N epoch=E pid=P
@@ -38,7 +39,12 @@
 #include "absl/time/time.h"
 #include "client/guest/guest.h"
 
-ABSL_FLAG(std::string, segment, "/dev/shm/shmhub", "Path of the hub segment to attach to.");
+ABSL_FLAG(std::string, segment, "/dev/shm/shmhub",
+          "Path of the hub segment to attach to. Ignored with --socket.");
+ABSL_FLAG(std::string, socket, "",
+          "shmhubd's local socket (its --socket, e.g. /run/shmhub/hub.sock). Set: bootstrap over "
+          "it; the daemon picks the slot, sends the segment and watches our doorbell and "
+          "process, so a crash is detected at once. Not with --peer_id/--epoch.");
 ABSL_FLAG(uint32_t, peer_id, 0,
           "Reserved slot to claim (1..max_guests, with --epoch). 0: attach to the lowest Empty "
           "slot without a reservation.");
@@ -110,6 +116,7 @@ int main(int argc, char** argv) {
       "a shmhub guest: attaches to a hub segment, heartbeats, leaves in order.\n"
       "  shmhub-guest --peer_id=N --epoch=E    claim a slot reserved with `shmhubctl reserve`\n"
       "  shmhub-guest                          attach to the lowest free slot\n"
+      "  shmhub-guest --socket=/run/shmhub/hub.sock   let shmhubd pick the slot (bootstrap)\n"
       "Prints 'attached peer_id=N epoch=E pid=P' once attached. Exit codes: 0 orderly "
       "leave, 1 attach failed (or a flag that does not parse), 2 inconsistent flags, 3 slot "
       "taken away (evicted/recovered).");
@@ -142,7 +149,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   shmhub::client::GuestOptions options;
-  options.segment_path = absl::GetFlag(FLAGS_segment);
+  options.socket_path = absl::GetFlag(FLAGS_socket);
+  // The daemon names the segment when we bootstrap over its socket.
+  if (options.socket_path.empty()) options.segment_path = absl::GetFlag(FLAGS_segment);
   options.peer_id = absl::GetFlag(FLAGS_peer_id);
   options.expected_epoch = absl::GetFlag(FLAGS_epoch);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);

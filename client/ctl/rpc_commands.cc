@@ -73,6 +73,7 @@ int RunInfo(const Invocation& invocation) {
       {"heartbeat interval", HumanDuration(info->heartbeat_interval())},
       {"crash timeout", HumanDuration(info->crash_timeout())},
       {"require heartbeat", info->require_heartbeat() ? "yes" : "no"},
+      {"host ack timeout", HumanDuration(info->host_ack_timeout())},
       {"slot classes", SlotClassesText(*info)},
       {"hub instance", info->hub_instance_id()},
       {"started at", HumanTimestamp(info->started_at())},
@@ -146,8 +147,14 @@ int RunEvict(const Invocation& invocation) {
     invocation.out << ProtoJsonLine(*evicted) << "\n";
     return kExitOk;
   }
+  // No report: recovery waits for the data-plane host application.
   invocation.out << "evicted peer_id=" << occupancy->peer_id << " epoch=" << occupancy->epoch
-                 << "; recovery: " << RecoveryText(evicted->recovery()) << "\n";
+                 << "; recovery: "
+                 << (evicted->has_recovery()
+                         ? RecoveryText(evicted->recovery())
+                         : std::string("waiting for the host application (RECOVERED follows "
+                                       "on the event stream)"))
+                 << "\n";
   return kExitOk;
 }
 

@@ -44,8 +44,15 @@ absl::Duration HeaderInterval(uint64_t ns) {
 }
 
 absl::Status CheckOptions(const GuestOptions& options) {
-  if (options.segment_path.empty()) {
-    return absl::InvalidArgumentError("segment_path is empty");
+  if (!options.socket_path.empty()) {
+    if (!options.segment_path.empty() || options.peer_id != 0 ||
+        options.expected_epoch.has_value()) {
+      return absl::InvalidArgumentError(
+          "with socket_path, shmhubd picks the slot and sends the segment: segment_path, "
+          "peer_id and expected_epoch must not be set");
+    }
+  } else if (options.segment_path.empty()) {
+    return absl::InvalidArgumentError("neither segment_path nor socket_path is set");
   }
   if (options.peer_id != 0 && !options.expected_epoch.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -87,24 +94,46 @@ const char* HeartbeatStateName(HeartbeatState state) {
 absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options) {
   if (absl::Status valid = CheckOptions(options); !valid.ok()) return valid;
 
-  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
-      shm::Segment::Attach(options.segment_path);
-  if (!segment.ok()) {
-    return Annotate(segment.status(), absl::StrCat("attaching segment ", options.segment_path));
+  std::optional<LocalChannels> channels;
+  std::string segment_path = options.segment_path;
+  uint32_t peer_id = options.peer_id;
+  std::optional<uint32_t> claim_epoch = options.expected_epoch;
+  absl::StatusOr<std::unique_ptr<shm::Segment>> segment;
+  if (!options.socket_path.empty()) {
+    absl::StatusOr<BootstrappedSlot> slot =
+        BootstrapOverLocalSocket(options.socket_path, options.bootstrap_timeout);
+    if (!slot.ok()) return slot.status();
+    segment_path = slot->segment_path;
+    peer_id = slot->peer_id;
+    segment = std::move(slot->segment);
+    channels = std::move(slot->channels);
+  } else {
+    segment = shm::Segment::Attach(segment_path);
+    if (!segment.ok()) {
+      return Annotate(segment.status(), absl::StrCat("attaching segment ", segment_path));
+    }
   }
   if ((*segment)->HostGoodbye()) {
     // Taking a slot now would only leave it for the next daemon to clean.
-    return absl::UnavailableError(absl::StrCat("the host of ", options.segment_path,
+    return absl::UnavailableError(absl::StrCat("the host of ", segment_path,
                                                " is shutting down (host_goodbye is set)"));
   }
   shm::PeerTable peers = (*segment)->peers();
 
-  uint32_t peer_id = options.peer_id;
   uint32_t epoch = 0;
+  if (channels.has_value()) {
+    // The daemon reserved the slot for this connection a moment ago; its
+    // epoch is the one the entry holds now.
+    absl::StatusOr<shm::PeerEntryView> entry = peers.Entry(peer_id);
+    if (!entry.ok()) {
+      return Annotate(entry.status(), absl::StrCat("peer ", peer_id, " sent by shmhubd"));
+    }
+    claim_epoch = entry->LoadPair().second;
+  }
   if (peer_id != 0) {
-    epoch = *options.expected_epoch;
+    epoch = *claim_epoch;
     const std::string what = absl::StrCat("claiming peer ", peer_id, " with epoch ", epoch,
-                                          " in ", options.segment_path);
+                                          " in ", segment_path);
     absl::StatusOr<shm::PeerEntryView> entry = peers.Entry(peer_id);
     if (!entry.ok()) return Annotate(entry.status(), what);
     if (absl::Status claimed = entry->ClaimFenced(epoch); !claimed.ok()) {
@@ -114,7 +143,7 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
     absl::StatusOr<shm::PeerTable::Taken> taken = peers.AttachFirstFree();
     if (!taken.ok()) {
       return Annotate(taken.status(),
-                      absl::StrCat("attaching to a free slot in ", options.segment_path));
+                      absl::StrCat("attaching to a free slot in ", segment_path));
     }
     peer_id = taken->peer_id;
     epoch = taken->epoch;
@@ -126,17 +155,20 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
         HeaderInterval((*segment)->heartbeat_interval_ns()));
     if (interval > absl::ZeroDuration()) interval = std::max(interval, kMinHeartbeatInterval);
   }
-  std::unique_ptr<Guest> guest(new Guest(*std::move(segment), peer_id, epoch, interval));
+  std::unique_ptr<Guest> guest(
+      new Guest(*std::move(segment), peer_id, epoch, interval, std::move(channels)));
   if (interval > absl::ZeroDuration()) guest->StartHeartbeat();
   return guest;
 }
 
 Guest::Guest(std::unique_ptr<shm::Segment> segment, uint32_t peer_id, uint32_t epoch,
-             absl::Duration heartbeat_interval)
+             absl::Duration heartbeat_interval, std::optional<LocalChannels> channels)
     : peer_id_(peer_id),
       epoch_(epoch),
       heartbeat_interval_(heartbeat_interval),
-      segment_(std::move(segment)) {}
+      bootstrapped_locally_(channels.has_value()),
+      segment_(std::move(segment)),
+      channels_(std::move(channels)) {}
 
 Guest::~Guest() { Goodbye().IgnoreError(); }
 
@@ -197,8 +229,29 @@ absl::Status Guest::Goodbye() {
     result = Annotate(result, absl::StrCat("goodbye of peer ", peer_id_, " epoch ", epoch_));
   }
   segment.reset();  // unmaps
+  // Only now: the daemon reads the hang-up after our Goodbye store.
+  channels_.reset();
   goodbye_result_ = result;
   return result;
+}
+
+absl::StatusOr<std::optional<LocalChannels>> Guest::DupLocalChannels() {
+  absl::MutexLock lock(&goodbye_mu_);
+  if (!channels_.has_value()) return std::optional<LocalChannels>();
+  absl::StatusOr<shm::UniqueFd> doorbell = shm::DupCloexec(channels_->doorbell.fd());
+  if (!doorbell.ok()) return doorbell.status();
+  absl::StatusOr<shm::UniqueFd> receive = shm::DupCloexec(channels_->mapping_control_receive.get());
+  if (!receive.ok()) return receive.status();
+  // Both handles name one socket (§9.2); the send handle may be absent.
+  shm::UniqueFd send;
+  if (channels_->mapping_control_send.valid()) {
+    absl::StatusOr<shm::UniqueFd> dup = shm::DupCloexec(channels_->mapping_control_send.get());
+    if (!dup.ok()) return dup.status();
+    send = *std::move(dup);
+  }
+  return std::optional<LocalChannels>(
+      LocalChannels{shm::Doorbell(shm::DoorbellEnd::kGuest, *std::move(doorbell)),
+                    *std::move(receive), std::move(send)});
 }
 
 shm::Segment* Guest::segment() const {

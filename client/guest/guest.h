@@ -3,7 +3,7 @@
 // data plane (rings, frames, slot pool) is layered on top of segment().
 //
 // Attach maps the segment at `segment_path` (full §3 validation) and takes a
-// slot in one of two ways:
+// slot in one of three ways:
 //  * peer_id != 0: the slot was reserved for us through the daemon
 //    (ReservePeer); we claim it with one fenced CAS (Reserved, epoch) ->
 //    (Attached, epoch). A wrong epoch or state changes nothing and fails with
@@ -12,6 +12,13 @@
 //    released.
 //  * peer_id == 0: no reservation; we take the lowest Empty slot (D-8),
 //    which bumps its epoch. kNoFreeEntry (RESOURCE_EXHAUSTED) when none is.
+//  * socket_path set: bootstrap over shmhubd's local socket
+//    (local_bootstrap.h). The daemon reserves a slot for us and sends the
+//    segment and our doorbell; we claim the slot at the epoch we find it
+//    Reserved at. The daemon then sees us crash at once (doorbell hang-up,
+//    process exit), not only through heartbeats. The doorbell is held until
+//    Goodbye() has stored Goodbye, so an orderly leave is never mistaken
+//    for a crash.
 //
 // Neither is tried when the host has raised host_goodbye (UNAVAILABLE).
 //
@@ -53,13 +60,20 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "client/guest/local_bootstrap.h"
 #include "shm/segment.h"
 
 namespace shmhub::client {
 
 struct GuestOptions {
-  // The segment file the daemon created, e.g. "/dev/shm/shmhub".
+  // The segment file the daemon created, e.g. "/dev/shm/shmhub". Must be
+  // empty with socket_path.
   std::string segment_path;
+  // shmhubd's local socket (its --socket). With it, peer_id must be 0 and
+  // expected_epoch unset: the daemon picks the slot.
+  std::string socket_path;
+  // Bounds the whole bootstrap over socket_path.
+  absl::Duration bootstrap_timeout = absl::Seconds(5);
   // 1..max_guests: claim this reserved slot (needs expected_epoch).
   // 0: attach to the lowest Empty slot without a reservation.
   uint32_t peer_id = 0;
@@ -107,6 +121,15 @@ class Guest {
 
   uint32_t peer_id() const { return peer_id_; }
   uint32_t epoch() const { return epoch_; }
+  // Whether we bootstrapped over the daemon's local socket.
+  bool bootstrapped_locally() const { return bootstrapped_locally_; }
+  // Close-on-exec duplicates of the doorbell end and the mapping-control
+  // socket the daemon sent at bootstrap, for a data-plane link
+  // (guest_link.h); nullopt when we attached by path or after Goodbye().
+  // A duplicate keeps the doorbell open: the daemon sees our hang-up only
+  // once it is closed too, so a link must not outlive the process's wish to
+  // hold the slot (a crash closes everything at once).
+  absl::StatusOr<std::optional<LocalChannels>> DupLocalChannels();
   // The heartbeat period in use; zero when heartbeats are off.
   absl::Duration heartbeat_interval() const { return heartbeat_interval_; }
   // Valid until Goodbye() starts; nullptr afterwards.
@@ -120,7 +143,7 @@ class Guest {
 
  private:
   Guest(std::unique_ptr<shm::Segment> segment, uint32_t peer_id, uint32_t epoch,
-        absl::Duration heartbeat_interval);
+        absl::Duration heartbeat_interval, std::optional<LocalChannels> channels);
   void StartHeartbeat();
   void HeartbeatLoop();
   // One check-then-store; returns the state the loop should go on in.
@@ -129,6 +152,7 @@ class Guest {
   const uint32_t peer_id_;
   const uint32_t epoch_;
   const absl::Duration heartbeat_interval_;
+  const bool bootstrapped_locally_;
 
   // Readers (accessors) share the mapping; Goodbye takes it exclusively
   // to unmap, so no reader ever touches an unmapped segment.
@@ -138,6 +162,8 @@ class Guest {
   // Serialises Goodbye callers; holds the first call's result.
   absl::Mutex goodbye_mu_;
   std::optional<absl::Status> goodbye_result_ ABSL_GUARDED_BY(goodbye_mu_);
+  // Closed by Goodbye() after the Goodbye store (see the file comment).
+  std::optional<LocalChannels> channels_ ABSL_GUARDED_BY(goodbye_mu_);
 
   absl::Notification stop_heartbeat_;
   std::thread heartbeat_thread_;

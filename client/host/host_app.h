@@ -1,0 +1,184 @@
+// HostApp: a data-plane host application's registration with shmhubd — the
+// one process per segment that serves the guests' rings (the protocol is
+// docs/host-protocol.md; the records shm/host_control.h).
+//
+// Register() connects to the daemon's local socket (its --socket), sends
+// "SHH1" and receives the segment (mapped and fully validated here, §3).
+// From then on a thread of the HostApp follows the daemon:
+//
+//   PEER_ATTACHED(peer, epoch [+ doorbell, mapping control])
+//       -> a HostLink for that occupancy, handed to the application as a
+//          kPeerAttached event;
+//   PEER_RECOVERING(peer, epoch, departure)
+//       -> the link is stopped (every blocked and later call fails with
+//          ABORTED), a kPeerDeparting event tells the application, and once
+//          the application has released every view the link handed out
+//          (outstanding_views() == 0) the HostApp answers RECOVERY_READY:
+//          only then does the daemon recover the slot and free what the
+//          guest owned, so no view is ever freed under the application.
+//
+// The wait for the views is bounded: it ends without an acknowledgement
+// when the daemon recovers the slot anyway (its --host_ack_timeout passed:
+// the entry is no longer that occupancy) or after `release_timeout`; those
+// are counted in abandoned_handshakes(). Handshakes of several peers run at
+// once, on the HostApp's thread, and do not depend on the application
+// reading its events.
+//
+// Daemon death: the connection's hang-up (a shmhubd that shut down, or
+// died) closes every link (CANCELLED) and ends the event stream with
+// kDaemonGone; status() then says why. Nobody recovers these guests any
+// more: destroy the HostApp (unmapping the segment) and register again with
+// the next daemon.
+//
+// One HostApp per daemon: a second registration, from this process or any
+// other, is refused (ALREADY_EXISTS) while one is registered. If this
+// process dies, the daemon notices its connection hang up, shuts down the
+// doorbells of the guests it served (their link calls fail at once), and a
+// new host application may register.
+//
+// Lifetime: links and views point into the HostApp's mapping of the
+// segment. Release every view and drop every link before destroying the
+// HostApp; its destructor unregisters (closing the connection) and closes
+// the links it still holds.
+//
+// Thread safety: every method may be called from any thread; each link is
+// used as ring_link.h allows.
+#ifndef SHMHUB_CLIENT_HOST_HOST_APP_H_
+#define SHMHUB_CLIENT_HOST_HOST_APP_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/link/ring_link.h"
+#include "shm/host_control.h"
+#include "shm/segment.h"
+#include "shm/unique_fd.h"
+
+namespace shmhub::client {
+
+struct HostAppOptions {
+  // Bounds the registration: connect, request, REGISTERED and mapping.
+  absl::Duration register_timeout = absl::Seconds(5);
+  // The longest a recovery handshake waits for the application to release
+  // a departing peer's views. The daemon's --host_ack_timeout (2s by
+  // default) usually ends it first.
+  absl::Duration release_timeout = absl::Seconds(30);
+  // How often a handshake re-checks the views while it waits.
+  absl::Duration release_poll = absl::Milliseconds(1);
+  // For every HostLink.
+  LinkOptions link_options;
+};
+
+enum class HostEventKind {
+  kPeerAttached,   // `link` serves (peer_id, epoch)
+  kPeerDeparting,  // (peer_id, epoch) ended (`departure`); its link is stopped
+  kDaemonGone,     // the daemon's connection ended (`status`); the last event
+};
+
+struct HostEvent {
+  HostEventKind kind = HostEventKind::kPeerAttached;
+  uint32_t peer_id = 0;
+  uint32_t epoch = 0;
+  // kPeerAttached: the HostLink (client/host/host_link.h). The HostApp
+  // keeps a reference to stop it when the peer departs.
+  std::shared_ptr<RingLink> link;
+  // kPeerDeparting.
+  shm::PeerDeparture departure = shm::PeerDeparture::kLeft;
+  // kDaemonGone.
+  absl::Status status;
+};
+
+class HostApp {
+ public:
+  // Errors: UNAVAILABLE when nothing listens at `socket_path`, or the daemon
+  // is shutting down; ALREADY_EXISTS when another host application is
+  // registered; the shm/ errors of a reply that breaks the protocol or a
+  // segment that fails validation; DEADLINE_EXCEEDED past register_timeout.
+  static absl::StatusOr<std::unique_ptr<HostApp>> Register(const std::string& socket_path,
+                                                           HostAppOptions options = {});
+  // Unregisters and closes the links it still holds.
+  ~HostApp();
+
+  HostApp(const HostApp&) = delete;
+  HostApp& operator=(const HostApp&) = delete;
+
+  // The next event, waiting until `deadline`; nullopt when none came. After
+  // kDaemonGone there are no more.
+  std::optional<HostEvent> NextEvent(absl::Time deadline);
+
+  // OK while registered; the reason once the daemon is gone.
+  absl::Status status() const;
+  // The host application's mapping of the segment.
+  shm::Segment& segment() const { return *segment_; }
+  // Recoveries this HostApp gave up acknowledging (views still held when
+  // the daemon went ahead, or after release_timeout).
+  size_t abandoned_handshakes() const;
+
+ private:
+  // A departing peer whose views the application still holds.
+  struct Handshake {
+    uint32_t peer_id = 0;
+    uint32_t epoch = 0;
+    std::shared_ptr<RingLink> link;
+    absl::Time give_up_at;
+  };
+  struct Served {
+    uint32_t epoch = 0;
+    std::shared_ptr<RingLink> link;
+  };
+
+  HostApp(shm::UniqueFd socket, shm::UniqueFd stop, std::unique_ptr<shm::Segment> segment,
+          HostAppOptions options);
+  void Run();
+  // Handles one record from the daemon; an error ends the connection.
+  absl::Status OnRecord(shm::ReceivedHostRecord received);
+  absl::Status OnPeerAttached(const shm::HostRecord& record, std::vector<shm::UniqueFd> fds);
+  absl::Status OnPeerRecovering(const shm::HostRecord& record);
+  // Acknowledges the handshakes whose views are all released, abandons
+  // those the daemon or the clock has overtaken.
+  absl::Status AdvanceHandshakes();
+  absl::Status SendRecoveryReady(uint32_t peer_id, uint32_t epoch);
+  // Whether the segment's entry still holds occupancy (peer_id, epoch) in
+  // any state a recovery starts from (Attached, Goodbye or corrupt).
+  bool DaemonStillOwes(uint32_t peer_id, uint32_t epoch) const;
+  void Push(HostEvent event);
+  // The connection ended: close everything, tell the application.
+  void EndWith(const absl::Status& why);
+
+  const shm::UniqueFd socket_;
+  const shm::UniqueFd stop_;  // eventfd: the destructor wakes the thread
+  const std::unique_ptr<shm::Segment> segment_;
+  const HostAppOptions options_;
+  shm::HostRecordReader reader_{shm::HostControlSender::kDaemon};
+
+  // The thread's own state.
+  std::map<uint32_t, Served> served_;  // by peer id
+  std::vector<Handshake> handshakes_;
+
+  mutable absl::Mutex mu_;
+  std::deque<HostEvent> events_ ABSL_GUARDED_BY(mu_);
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  size_t abandoned_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace shmhub::client
+
+namespace shmhub {
+using HostApp = client::HostApp;
+}  // namespace shmhub
+
+#endif  // SHMHUB_CLIENT_HOST_HOST_APP_H_

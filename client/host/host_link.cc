@@ -1,0 +1,22 @@
+#include "client/host/host_link.h"
+
+#include <utility>
+
+namespace shmhub::client {
+
+absl::StatusOr<std::unique_ptr<RingLink>> HostLink::Create(shm::Segment* segment,
+                                                           uint32_t peer_id, uint32_t epoch,
+                                                           std::optional<shm::Doorbell> doorbell,
+                                                           shm::UniqueFd mapping_control,
+                                                           LinkOptions options) {
+  LinkEndpoints endpoints;
+  endpoints.segment = segment;
+  endpoints.peer_id = peer_id;
+  endpoints.epoch = epoch;
+  endpoints.side = LinkSide::kHost;
+  endpoints.doorbell = std::move(doorbell);
+  endpoints.mapping_control = std::move(mapping_control);
+  return RingLink::Create(std::move(endpoints), options);
+}
+
+}  // namespace shmhub::client

@@ -1,0 +1,243 @@
+#include "client/link/receive_state.h"
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/link/ring_geometry.h"
+#include "shm/format.h"
+#include "shm/shm_error.h"
+
+namespace shmhub::client {
+namespace {
+
+std::atomic_ref<uint32_t> Word(uint32_t& word) { return std::atomic_ref<uint32_t>(word); }
+
+// The largest entry a producer of this segment writes: an inline entry at
+// the threshold (capped by the u16 length and the ring), or a MMAP_REF.
+uint32_t LargestEntry(const shm::Segment& segment) {
+  const uint32_t inline_payload =
+      std::min(segment.EffectiveInlineThreshold(), shm::kMaxInlinePayload);
+  const uint32_t inline_entry =
+      std::min(shm::InlineFrameSize(inline_payload), segment.layout().ring_capacity);
+  return std::max(inline_entry, shm::kMmapRefFrameSize);
+}
+
+// Whether a grant of `n` bytes could have succeeded with the producer's
+// `write` and the consumer's `read` (§6.3's rule, as BipBuffer::CanGrant).
+bool Fits(uint64_t write, uint64_t read, uint64_t n, uint64_t capacity) {
+  if (write >= read) return capacity - write >= n || (read != 0 && n < read);
+  return write + n < read;
+}
+
+const char* SideRing(LinkSide side) {
+  return side == LinkSide::kGuest ? "host->guest" : "guest->host";
+}
+
+}  // namespace
+
+ReceiveState::ReceiveState(std::shared_ptr<LinkCore> core, shm::UniqueFd mapping_control)
+    : core_(std::move(core)),
+      pool_(core_->segment().pool()),
+      expected_owner_(core_->side() == LinkSide::kGuest ? shm::kHostPeerId : core_->peer_id()),
+      largest_entry_(LargestEntry(core_->segment())),
+      header_(RingHeaderAt(core_->segment(), ReceiveRingHeaderOffset(
+                                                  core_->segment(), core_->side(),
+                                                  core_->peer_id()))),
+      ring_(ReceiveRing(core_->segment(), core_->side(), core_->peer_id())) {
+  if (mapping_control.valid()) mappings_.emplace(std::move(mapping_control));
+}
+
+size_t ReceiveState::outstanding() const {
+  absl::MutexLock lock(&mu_);
+  return outstanding_;
+}
+
+absl::Status ReceiveState::Corrupt(absl::string_view why) {
+  return core_->Fail(absl::DataLossError(
+      absl::StrCat(core_->name(), ": corrupt ", SideRing(core_->side()), " entry ", lead_,
+                   " bytes past the read index: ", why)));
+}
+
+absl::StatusOr<absl::Span<const uint8_t>> ReceiveState::ResolveSlot(const shm::SlotRef& ref) {
+  absl::StatusOr<absl::Span<uint8_t>> slot = pool_.SlotData(ref);
+  if (!slot.ok()) return Corrupt(slot.status().message());
+  absl::StatusOr<shm::SlotMetaSnapshot> meta = pool_.Meta(ref.class_idx, ref.slot_idx);
+  if (!meta.ok()) return Corrupt(meta.status().message());
+  if (meta->state != shm::kSlotAllocated || meta->generation != ref.generation) {
+    return Corrupt(absl::StrCat("SLOT_REF names slot ", ref.slot_idx, " of class ",
+                                uint32_t{ref.class_idx}, " generation ", ref.generation,
+                                ", which is in state ", meta->state, " at generation ",
+                                meta->generation));
+  }
+  if (meta->owner_peer != expected_owner_) {
+    return Corrupt(absl::StrCat("SLOT_REF names slot ", ref.slot_idx, " of class ",
+                                uint32_t{ref.class_idx}, ", owned by peer ", meta->owner_peer,
+                                ", not by the sender (", expected_owner_, ")"));
+  }
+  absl::StatusOr<absl::Span<const uint8_t>> payload = shm::ReadSlotPayload(*slot);
+  if (!payload.ok()) {
+    // Rust frees a slot whose length prefix is bad; the slot is the
+    // sender's and was handed to us, so it is ours to free.
+    pool_.Free(ref).IgnoreError();
+    return Corrupt(payload.status().message());
+  }
+  return *payload;
+}
+
+absl::StatusOr<std::optional<absl::Span<const uint8_t>>> ReceiveState::ResolveMmap(
+    const shm::MmapRef& ref) {
+  if (!mappings_.has_value()) {
+    return Corrupt("MMAP_REF on a link without a mapping-control socket");
+  }
+  absl::StatusOr<absl::Span<const uint8_t>> bytes =
+      mappings_->Resolve(ref.map_id, ref.map_generation, ref.map_offset, ref.payload_len);
+  if (bytes.ok()) {
+    unknown_key_since_.reset();
+    return std::optional<absl::Span<const uint8_t>>(*bytes);
+  }
+  if (shm::ShmErrcOf(bytes.status()) == shm::ShmErrc::kMappingUnknownKey) {
+    // §9.3: the announcement may still be on its way; keep draining.
+    const absl::Time now = absl::Now();
+    if (!unknown_key_since_.has_value()) unknown_key_since_ = now;
+    if (now - *unknown_key_since_ < kUnknownKeyPatience) return std::nullopt;
+  }
+  return Corrupt(bytes.status().message());
+}
+
+absl::StatusOr<std::optional<absl::Span<const uint8_t>>> ReceiveState::Resolve(
+    const shm::Frame& frame) {
+  switch (frame.kind) {
+    case shm::FrameKind::kInline:
+      return std::optional<absl::Span<const uint8_t>>(frame.inline_payload);
+    case shm::FrameKind::kSlotRef: {
+      absl::StatusOr<absl::Span<const uint8_t>> payload = ResolveSlot(frame.slot_ref);
+      if (!payload.ok()) return payload.status();
+      return std::optional<absl::Span<const uint8_t>>(*payload);
+    }
+    case shm::FrameKind::kMmapRef:
+      return ResolveMmap(frame.mmap_ref);
+  }
+  return Corrupt("unknown frame kind");
+}
+
+absl::StatusOr<size_t> ReceiveState::Take(size_t max, absl::FunctionRef<void(const View&)> sink) {
+  bool ring = false;
+  absl::StatusOr<size_t> taken = TakeLocked(max, sink, &ring);
+  if (ring) core_->RingPeer();
+  return taken;
+}
+
+absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
+                                                absl::FunctionRef<void(const View&)> sink,
+                                                bool* ring) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status open = core_->CheckOpen(); !open.ok()) return open;
+  // Once recovery may have reset the rings (or a new occupant owns them)
+  // there is nothing of ours to read; the caller's CheckPeer says why.
+  if (!core_->RingsStillOurs()) return 0;
+  *ring = GiveBackRingBytes();
+  absl::StatusOr<absl::Span<const uint8_t>> readable = ring_.TryRead();
+  if (!readable.ok()) {
+    // The producer is between its two wrap stores: nothing to read yet.
+    if (shm::ShmErrcOf(readable.status()) == shm::ShmErrc::kRingStalled) return 0;
+    return Corrupt(readable.status().message());
+  }
+  if (readable->size() < lead_) {
+    return Corrupt(absl::StrCat("the readable span shrank to ", readable->size(),
+                                " bytes under entries we hold"));
+  }
+  size_t taken = 0;
+  while (taken < max && readable->size() > lead_) {
+    absl::StatusOr<shm::Frame> frame = shm::ParseFrame(readable->subspan(lead_));
+    absl::StatusOr<std::optional<absl::Span<const uint8_t>>> payload =
+        frame.ok() ? Resolve(*frame) : Corrupt(frame.status().message());
+    // Frames before a corrupt one are still delivered; the link is broken
+    // already, so the next call reports it.
+    if (!payload.ok()) return taken != 0 ? absl::StatusOr<size_t>(taken) : payload.status();
+    if (!payload->has_value()) break;
+    std::optional<shm::SlotRef> slot;
+    if (frame->kind == shm::FrameKind::kSlotRef) slot = frame->slot_ref;
+    held_.push_back(
+        Held{frame->total_len, false, frame->kind == shm::FrameKind::kMmapRef, slot});
+    lead_ += frame->total_len;
+    ++outstanding_;
+    ++taken;
+    sink(View{**payload, first_token_ + held_.size() - 1});
+  }
+  return taken;
+}
+
+bool ReceiveState::GiveBackRingBytes() {
+  if (unreturned_ == 0 || core_->Halted() || !core_->RingsStillOurs()) return false;
+  // Relaxed: our own word, read before our release changes it.
+  const uint32_t read_before = Word(header_->read).load(std::memory_order_relaxed);
+  if (absl::Status released = ring_.Release(unreturned_); !released.ok()) {
+    // kRingStalled: the producer's wrap is not visible yet (§6.8); the
+    // bytes stay owed and the next Take or Release gives them back.
+    if (shm::ShmErrcOf(released) != shm::ShmErrc::kRingStalled) {
+      Corrupt(released.message()).IgnoreError();
+    }
+    return false;
+  }
+  lead_ -= unreturned_;
+  unreturned_ = 0;
+  // Seq_cst: the consumer's half of the Dekker handshake. Our release of
+  // `read` is ordered before the loads of the producer's indexes below, and
+  // the producer orders its failed grant's loads after a fence too: either
+  // it sees our release on its re-try, or we see the indexes it failed with.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Acquire, write before watermark as a consumer loads them (§6.5).
+  const uint32_t write = Word(header_->write).load(std::memory_order_acquire);
+  const uint32_t watermark = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t capacity = ring_.capacity();
+  // A wrapped ring whose write is not below our old read is between the
+  // producer's two wrap stores: it may be waiting, ring.
+  if (watermark != 0 && write >= read_before) return true;
+  if (write > capacity || read_before > capacity) return true;
+  return !Fits(write, read_before, largest_entry_, capacity);
+}
+
+void ReceiveState::Release(uint64_t token) {
+  bool ring = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (token < first_token_ || token - first_token_ >= held_.size()) return;
+    Held& held = held_[token - first_token_];
+    if (held.released) return;
+    held.released = true;
+    --outstanding_;
+    if (held.slot.has_value()) {
+      if (absl::Status freed = pool_.Free(*held.slot); freed.ok()) {
+        absl::StatusOr<shm::SlotMetaSnapshot> meta =
+            pool_.Meta(held.slot->class_idx, held.slot->slot_idx);
+        ring = meta.ok() && meta->next_free == shm::kSlotEnd;
+      } else if (!core_->Halted() && core_->RingsStillOurs()) {
+        core_->Fail(absl::DataLossError(absl::StrCat(
+                        core_->name(), ": a slot we held was freed by someone else: ",
+                        freed.message())))
+            .IgnoreError();
+      }
+    }
+    bool owes_mmap = false;
+    while (!held_.empty() && held_.front().released) {
+      unreturned_ += held_.front().total_len;
+      owes_mmap = owes_mmap || held_.front().mmap;
+      held_.pop_front();
+      ++first_token_;
+    }
+    // Giving bytes back costs a fence and a load of the producer's line, so
+    // views released in a burst (a ReceiveBatch) give theirs back together:
+    // at the last outstanding view, once an eighth of the ring is owed, or
+    // at once for a MMAP_REF (its sender reuses the region only when the
+    // ring moves past it). Otherwise the bytes wait at most for the next
+    // Take.
+    if (outstanding_ == 0 || owes_mmap || unreturned_ >= ring_.capacity() / 8) {
+      ring = GiveBackRingBytes() || ring;
+    }
+  }
+  if (ring) core_->RingPeer();
+}
+
+}  // namespace shmhub::client

@@ -1,0 +1,157 @@
+// ReceiveState: the consuming half of a RingLink and the bookkeeping of the
+// zero-copy views it hands out. Views (ReceivedFrame) share ownership of it,
+// so it — and the mappings its views point into — outlives the RingLink
+// until the last view is released.
+//
+// Reading ahead of `read`. A view keeps its ring bytes (and everything after
+// them) reserved, so the shared `read` index only moves when the oldest
+// views are released. The receiver parses ahead of it: `lead_` counts the
+// bytes of entries handed out but not yet given back, and new entries are
+// parsed from TryRead's span at that offset. TryRead's span stops at the
+// wrap, so while a view of a wrapped ring's tail is held, entries at the
+// front stay unread until it is released.
+//
+// Validation (format §7.7, §8, §9.3; everything is hostile input):
+//  * framing by shm::ParseFrame;
+//  * SLOT_REF: class, slot and extent in range, the slot Allocated with the
+//    entry's generation and owned by the sender (the peer id for a host
+//    link, 0 for a guest link), and its length prefix within the slot
+//    (a bad prefix frees the slot first, as Rust does);
+//  * MMAP_REF: a mapping-control socket exists, the key is known (an unknown
+//    key is retried, draining the socket, for kUnknownKeyPatience, §9.3)
+//    and the bytes lie inside the mapping.
+// The first violation breaks the link with DATA_LOSS; nothing is released or
+// skipped after it (§7.7: no resync).
+//
+// Releasing. A view's release frees its slot at once (any order) and gives
+// ring bytes back in ring order: when no view is outstanding any more, once
+// capacity/8 bytes are owed, when a MMAP_REF entry is among them (its
+// sender reuses the region only once the ring has moved past it), or at the
+// next Take — so views released in a burst give their bytes back with one
+// ring release, and a receiver that keeps some views while waiting
+// elsewhere holds back less than capacity/8 bytes of the producer's room.
+// Each ring release is followed by a seq_cst
+// fence and a look at the producer's indexes: if the largest entry the
+// producer can write would not have fitted before our release, it may be
+// blocked on a full ring and we ring it (the consumer's half of the Dekker
+// handshake whose producer half is "fail to grant, fence, re-try, sleep").
+// A freed slot rings when its class's free stack was empty as our push
+// landed (the slot's next_free reads kSlotEnd afterwards): a sender that
+// found the class exhausted may be asleep for exactly that. That covers our
+// own peer's sender; a sender of another peer waiting on the same shared
+// class is woken by its own link's frees or its bounded re-checks.
+// Ring bytes are given back, and entries read, only while the link is
+// neither stopped nor broken and our entry still holds our epoch, Attached
+// or Goodbye (the peer left but recovery has not run): after that recovery
+// may reset the rings for a new occupant. Slots are freed regardless (the
+// generation check makes a late free harmless); a free that fails on a live
+// link means the peer freed our slot, which breaks the link.
+//
+// Thread-safety: one thread receives at a time (RingLink's rule); Release
+// may run on any thread, concurrently with receiving. A mutex orders them.
+#ifndef SHMHUB_CLIENT_LINK_RECEIVE_STATE_H_
+#define SHMHUB_CLIENT_LINK_RECEIVE_STATE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "client/link/link_core.h"
+#include "shm/bip_buffer.h"
+#include "shm/frame.h"
+#include "shm/mapping_table.h"
+#include "shm/slot_ref.h"
+#include "shm/unique_fd.h"
+#include "shm/var_slot_pool.h"
+
+namespace shmhub::client {
+
+class ReceiveState {
+ public:
+  // §9.3: how long an MMAP_REF naming a key not yet announced is retried.
+  static constexpr absl::Duration kUnknownKeyPatience = absl::Seconds(2);
+
+  // `mapping_control` may be empty: a received MMAP_REF is then DATA_LOSS.
+  ReceiveState(std::shared_ptr<LinkCore> core, shm::UniqueFd mapping_control);
+  ReceiveState(const ReceiveState&) = delete;
+  ReceiveState& operator=(const ReceiveState&) = delete;
+
+  // A view just parsed: its payload and its token for Release.
+  struct View {
+    absl::Span<const uint8_t> data;
+    uint64_t token;
+  };
+
+  // Parses up to `max` entries that are ready now and passes each to `sink`.
+  // Returns how many; 0 when nothing is ready. DATA_LOSS (and the link
+  // broken) on hostile input.
+  absl::StatusOr<size_t> Take(size_t max, absl::FunctionRef<void(const View&)> sink);
+
+  // Gives the view `token` back. Idempotent per token.
+  void Release(uint64_t token);
+
+  size_t outstanding() const;
+  LinkCore& core() const { return *core_; }
+
+ private:
+  struct Held {
+    uint32_t total_len;
+    bool released;
+    bool mmap;  // a MMAP_REF: its sender waits for the ring to pass it
+    std::optional<shm::SlotRef> slot;
+  };
+
+  // Validates one parsed entry and finds its payload. nullopt: an MMAP_REF
+  // whose key is not known yet (not ready).
+  absl::StatusOr<std::optional<absl::Span<const uint8_t>>> Resolve(const shm::Frame& frame)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<absl::Span<const uint8_t>> ResolveSlot(const shm::SlotRef& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::optional<absl::Span<const uint8_t>>> ResolveMmap(const shm::MmapRef& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Breaks the link with DATA_LOSS naming the entry at `lead_`.
+  absl::Status Corrupt(absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<size_t> TakeLocked(size_t max, absl::FunctionRef<void(const View&)> sink,
+                                    bool* ring);
+  // Gives unreturned_ bytes back to the ring if the link may still touch
+  // it; true when the producer may be waiting for that room.
+  bool GiveBackRingBytes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::shared_ptr<LinkCore> core_;
+  shm::VarSlotPool pool_;
+  const uint32_t expected_owner_;
+  // The largest entry the producer writes (§7.6 with the segment's policy,
+  // at least a MMAP_REF): the room it may be waiting for.
+  const uint32_t largest_entry_;
+  shm::RingHeader* const header_;
+
+  mutable absl::Mutex mu_;
+  shm::BipBuffer ring_ ABSL_GUARDED_BY(mu_);
+  std::optional<shm::MappingReceiver> mappings_ ABSL_GUARDED_BY(mu_);
+  // Views not yet given back to the ring, oldest first; front is token
+  // first_token_.
+  std::deque<Held> held_ ABSL_GUARDED_BY(mu_);
+  uint64_t first_token_ ABSL_GUARDED_BY(mu_) = 1;
+  // Bytes from `read` to the next entry to parse: unreturned_ plus the
+  // held_ entries.
+  uint32_t lead_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes of released views not yet given back to the ring (the D-2 guard
+  // stalled, or the link may no longer touch the ring).
+  uint32_t unreturned_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the entry at lead_ was first seen naming an unknown mapping.
+  std::optional<absl::Time> unknown_key_since_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shmhub::client
+
+#endif  // SHMHUB_CLIENT_LINK_RECEIVE_STATE_H_
