@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,6 +99,7 @@ class PeerLifecycleProcessTest : public ::testing::Test {
   void SetUp() override {
     daemon_ = std::make_unique<SpawnedProcess>(
         std::vector<std::string>{SHMHUBD_PATH, "--listen=127.0.0.1:0", "--segment=" + segment_,
+                                 "--socket=" + socket_, "--metrics_listen=",
                                  "--max_guests=1", "--heartbeat_interval=20ms",
                                  absl::StrCat("--crash_timeout=",
                                               absl::FormatDuration(kCrashTimeout)),
@@ -153,6 +155,27 @@ class PeerLifecycleProcessTest : public ::testing::Test {
     return guest;
   }
 
+  // A shmhub-guest that bootstraps over the daemon's local socket, once it
+  // reports the slot the daemon gave it. Without heartbeats only the
+  // kernel detectors (doorbell, process exit) watch it.
+  std::unique_ptr<SpawnedProcess> StartLocalGuest(bool heartbeat, v1::ReservePeerResponse* slot) {
+    auto guest = std::make_unique<SpawnedProcess>(
+        std::vector<std::string>{SHMHUB_GUEST_PATH, "--socket=" + socket_,
+                                 heartbeat ? "--heartbeat_interval=20ms" : "--heartbeat=false"},
+        dir_.File(absl::StrCat("guest", ++guests_, ".err")));
+    const std::optional<std::string> attached = guest->WaitForLine("attached ");
+    EXPECT_TRUE(attached.has_value()) << guest->Stderr();
+    unsigned peer_id = 0;
+    unsigned epoch = 0;
+    if (attached.has_value()) {
+      EXPECT_EQ(std::sscanf(attached->c_str(), "attached peer_id=%u epoch=%u", &peer_id, &epoch), 2)
+          << *attached;
+    }
+    slot->set_peer_id(peer_id);
+    slot->set_epoch(epoch);
+    return guest;
+  }
+
   // Expects the next `kind` event for the reservation's occupancy.
   std::optional<PeerEvent> Expect(const v1::ReservePeerResponse& reservation, EventKind kind) {
     std::optional<PeerEvent> event = log_.WaitFor(reservation.peer_id(), kind, &cursor_);
@@ -167,6 +190,7 @@ class PeerLifecycleProcessTest : public ::testing::Test {
 
   TempDir dir_;
   const std::string segment_ = dir_.File("hub.shm");
+  const std::string socket_ = dir_.File("hub.sock");
   std::unique_ptr<SpawnedProcess> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<client::HubClient> hub_;
@@ -250,6 +274,71 @@ TEST_F(PeerLifecycleProcessTest, UnclaimedReservationExpiresAfterItsLease) {
   // The slot is free again: the only slot can be reserved anew.
   const v1::ReservePeerResponse next = Reserve();
   EXPECT_EQ(next.peer_id(), reservation.peer_id());
+}
+
+TEST_F(PeerLifecycleProcessTest, LocalSocketGuestIsWatchedByDoorbellAndProcessExitAndShowsItsPid) {
+  v1::ReservePeerResponse slot;
+  std::unique_ptr<SpawnedProcess> guest = StartLocalGuest(/*heartbeat=*/false, &slot);
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_RESERVED).has_value());
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_ATTACHED).has_value());
+
+  const auto reply = hub_->GetPeer(slot.peer_id());
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  const v1::Peer& peer = reply->peer();
+  EXPECT_EQ(peer.pid(), static_cast<uint32_t>(guest->pid()));
+  EXPECT_EQ(peer.owner(), "local-socket");
+  std::vector<v1::Detector> armed;
+  for (const int detector : peer.armed_detectors()) {
+    armed.push_back(static_cast<v1::Detector>(detector));
+  }
+  EXPECT_EQ(armed, (std::vector<v1::Detector>{v1::DETECTOR_DOORBELL, v1::DETECTOR_PROCESS_EXIT}));
+  EXPECT_FALSE(peer.unmonitored());
+}
+
+TEST_F(PeerLifecycleProcessTest, KilledLocalSocketGuestIsCrashedByAKernelDetectorWithoutHeartbeats) {
+  v1::ReservePeerResponse slot;
+  std::unique_ptr<SpawnedProcess> guest = StartLocalGuest(/*heartbeat=*/false, &slot);
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_ATTACHED).has_value());
+
+  // The guest never heartbeats, so the heartbeat detector is not armed and
+  // only the doorbell hang-up or the pidfd can notice the kill.
+  guest->Signal(SIGKILL);
+  ASSERT_EQ(guest->Wait(), 128 + SIGKILL);
+  const std::optional<PeerEvent> crashed = Expect(slot, v1::EVENT_KIND_CRASHED);
+  ASSERT_TRUE(crashed.has_value());
+  EXPECT_TRUE(crashed->detector() == v1::DETECTOR_DOORBELL ||
+              crashed->detector() == v1::DETECTOR_PROCESS_EXIT)
+      << v1::Detector_Name(crashed->detector());
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_RECOVERED).has_value());
+  EXPECT_FALSE(log_.Contains(slot.peer_id(), v1::EVENT_KIND_STALE)) << log_.Describe();
+
+  // The slot serves the next local guest under a new epoch.
+  v1::ReservePeerResponse next;
+  std::unique_ptr<SpawnedProcess> next_guest = StartLocalGuest(/*heartbeat=*/false, &next);
+  EXPECT_EQ(next.peer_id(), slot.peer_id());
+  EXPECT_NE(next.epoch(), slot.epoch());
+}
+
+TEST_F(PeerLifecycleProcessTest, StoppedLocalSocketGuestStaysStalePastTheCrashTimeoutWhileItLives) {
+  v1::ReservePeerResponse slot;
+  std::unique_ptr<SpawnedProcess> guest = StartLocalGuest(/*heartbeat=*/true, &slot);
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_ATTACHED).has_value());
+
+  guest->Signal(SIGSTOP);
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_STALE).has_value());
+  // Twice the crash timeout of silence: a guest attached by path would have
+  // been crashed by now; this one's pidfd says it is alive.
+  EXPECT_FALSE(
+      log_.WaitFor(slot.peer_id(), v1::EVENT_KIND_CRASHED, &cursor_, 2 * kCrashTimeout).has_value())
+      << log_.Describe();
+  guest->Signal(SIGCONT);
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_FRESH).has_value());
+
+  guest->Signal(SIGTERM);
+  EXPECT_EQ(guest->Wait(), 0) << guest->Stderr();
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_GOODBYE).has_value());
+  ASSERT_TRUE(Expect(slot, v1::EVENT_KIND_RECOVERED).has_value());
+  EXPECT_FALSE(log_.Contains(slot.peer_id(), v1::EVENT_KIND_CRASHED)) << log_.Describe();
 }
 
 }  // namespace

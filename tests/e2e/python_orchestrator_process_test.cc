@@ -1,5 +1,6 @@
 // The API as a Python orchestrator sees it: stubs generated from hub.proto
-// at test time with protoc + grpc_python_plugin, run by Debian's
+// at test time with protoc + grpc_python_plugin (by examples/shmhub_stubs.py,
+// the generator examples/orchestrator.py uses too), run by Debian's
 // /usr/bin/python3 (python3-grpcio) against a real shmhubd on an ephemeral
 // 127.0.0.1 port, driving a real shmhub-guest (python_orchestrator.py).
 // Skipped, with the reason, when that Python has no grpc module.
@@ -33,6 +34,12 @@ std::string ScriptPath() {
   return absl::StrCat(self.substr(0, self.rfind('/') + 1), "python_orchestrator.py");
 }
 
+// examples/shmhub_stubs.py, two folders up.
+std::string StubsScriptPath() {
+  const absl::string_view self = __FILE__;
+  return absl::StrCat(self.substr(0, self.rfind('/') + 1), "../../examples/shmhub_stubs.py");
+}
+
 struct RunResult {
   int exit_code = -1;
   std::string out;
@@ -59,15 +66,14 @@ TEST(PythonOrchestratorProcessTest, GeneratedStubsReserveWatchAndSeeKilledGuestR
                  << "scripts/install-deps.sh): " << probe.err;
   }
 
-  const RunResult protoc =
-      RunToCompletion({"/usr/bin/protoc", absl::StrCat("-I", SHMHUB_PROTO_DIR), "-I/usr/include",
-           "--python_out=" + dir.path(), "--grpc_out=" + dir.path(),
-           "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin", "shmhub/v1/hub.proto"},
-          dir.File("protoc.err"));
-  ASSERT_EQ(protoc.exit_code, 0) << "protoc failed: " << protoc.err;
+  const RunResult stubs =
+      RunToCompletion({kPython, "-B", StubsScriptPath(), dir.path(), SHMHUB_PROTO_DIR},
+                      dir.File("stubs.err"));
+  ASSERT_EQ(stubs.exit_code, 0) << "shmhub_stubs.py failed: " << stubs.err;
 
   const std::string segment = dir.File("hub.shm");
   SpawnedProcess daemon({SHMHUBD_PATH, "--listen=127.0.0.1:0", "--segment=" + segment,
+                         "--socket=" + dir.File("hub.sock"), "--metrics_listen=",
                          "--max_guests=2", "--heartbeat_interval=20ms", "--crash_timeout=400ms",
                          "--shutdown_grace=2s"},
                         dir.File("shmhubd.err"));

@@ -74,6 +74,7 @@ class ShmhubctlProcessTest : public ::testing::Test {
   void StartDaemon(const std::string& listen = "127.0.0.1:0") {
     daemon_ = std::make_unique<SpawnedProcess>(
         std::vector<std::string>{SHMHUBD_PATH, "--listen=" + listen, "--segment=" + segment_,
+                                 "--socket=" + dir_.File("hub.sock"), "--metrics_listen=",
                                  "--max_guests=4", "--heartbeat_interval=20ms",
                                  "--crash_timeout=300ms", "--watch_progress_interval=200ms",
                                  "--shutdown_grace=2s"},
