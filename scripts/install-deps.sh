@@ -11,8 +11,10 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   # sanitizer and fuzz builds (clang + its runtimes)
   clang libclang-rt-14-dev
-  # real peers used by the end-to-end tests
-  prometheus python3-grpcio python3-protobuf curl
+  # real peers used by the end-to-end and deploy/ tests
+  prometheus python3-grpcio python3-protobuf python3-yaml curl
+  # validates deploy/compose.yaml against the Compose schema (no engine needed)
+  docker-compose
 )
 
 missing=()
