@@ -23,16 +23,6 @@ constexpr mode_t kSegmentMode = 0660;
 
 absl::Status ShuttingDown() { return absl::UnavailableError("shmhubd is shutting down"); }
 
-// Keeps the ShmErrc payload (shm/shm_error.h), so callers can still tell a
-// live segment from a bad path.
-absl::Status WithContext(const absl::Status& status, absl::string_view context) {
-  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&out](absl::string_view type_url, const absl::Cord& payload) {
-    out.SetPayload(type_url, payload);
-  });
-  return out;
-}
-
 absl::string_view StateName(v1::PeerState state) {
   switch (state) {
     case v1::PEER_STATE_EMPTY:
@@ -124,7 +114,7 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
   absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
       shm::Segment::Create(config.segment_path, segment_config);
   if (!segment.ok()) {
-    return WithContext(segment.status(),
+    return shm::Annotate(segment.status(),
                        absl::StrCat("cannot create the segment ", config.segment_path));
   }
   return std::unique_ptr<PeerHub>(new PeerHub(config, journal, metrics, *std::move(segment)));
@@ -285,7 +275,7 @@ absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(uint32_t peer_
   if (HeldForHost(*record, shm::PeerDeparture::kEvicted)) return std::nullopt;
   absl::StatusOr<shm::RecoveryReport> report = RecoverAndPublish(*record);
   if (!report.ok()) {
-    return WithContext(report.status(),
+    return shm::Annotate(report.status(),
                        absl::StrCat("peer ", peer_id, " epoch ", epoch,
                                     " was evicted, but its recovery failed (shmhubd retries it "
                                     "on every scan)"));

@@ -330,4 +330,12 @@ absl::Status ShmIoError(absl::string_view what, int err) {
   return ShmError(ShmErrc::kIo, absl::StrCat(what, ": ", std::strerror(err)));
 }
 
+absl::Status Annotate(const absl::Status& status, absl::string_view what) {
+  absl::Status annotated(status.code(), absl::StrCat(what, ": ", status.message()));
+  status.ForEachPayload([&annotated](absl::string_view type_url, const absl::Cord& payload) {
+    annotated.SetPayload(type_url, payload);
+  });
+  return annotated;
+}
+
 }  // namespace shmhub::shm

@@ -116,6 +116,10 @@ ShmErrc ShmErrcOf(const absl::Status& status);
 // Stable, greppable name such as "kRingFull".
 absl::string_view ShmErrcName(ShmErrc errc);
 
+// "what: message", keeping the code and every payload (the ShmErrc), so a
+// caller several layers up can still tell errors apart with ShmErrcOf.
+absl::Status Annotate(const absl::Status& status, absl::string_view what);
+
 // errno rendered for messages: "open(/dev/shm/x): Permission denied".
 absl::Status ShmIoError(absl::string_view what, int err);
 

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "shm/format.h"
 #include "shm/peer_table.h"
+#include "shm/shm_error.h"
 
 namespace shmhub::client {
 namespace {
@@ -19,16 +20,6 @@ namespace {
 // A header may ask for any interval; below this the thread would spin. The
 // format's staleness rule (2 x interval) still uses the header's value.
 constexpr absl::Duration kMinHeartbeatInterval = absl::Milliseconds(1);
-
-// Prefixes the message with what we were doing, keeping the code and the
-// ShmErrc payload so callers can still tell errors apart with ShmErrcOf.
-absl::Status Annotate(const absl::Status& status, absl::string_view what) {
-  absl::Status annotated(status.code(), absl::StrCat(what, ": ", status.message()));
-  status.ForEachPayload([&annotated](absl::string_view type_url, const absl::Cord& payload) {
-    annotated.SetPayload(type_url, payload);
-  });
-  return annotated;
-}
 
 uint64_t MonotonicNowNs() {
   timespec ts{};
@@ -110,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
   } else {
     segment = shm::Segment::Attach(segment_path);
     if (!segment.ok()) {
-      return Annotate(segment.status(), absl::StrCat("attaching segment ", segment_path));
+      return shm::Annotate(segment.status(), absl::StrCat("attaching segment ", segment_path));
     }
   }
   if ((*segment)->HostGoodbye()) {
@@ -126,7 +117,7 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
     // epoch is the one the entry holds now.
     absl::StatusOr<shm::PeerEntryView> entry = peers.Entry(peer_id);
     if (!entry.ok()) {
-      return Annotate(entry.status(), absl::StrCat("peer ", peer_id, " sent by shmhubd"));
+      return shm::Annotate(entry.status(), absl::StrCat("peer ", peer_id, " sent by shmhubd"));
     }
     claim_epoch = entry->LoadPair().second;
   }
@@ -135,14 +126,14 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
     const std::string what = absl::StrCat("claiming peer ", peer_id, " with epoch ", epoch,
                                           " in ", segment_path);
     absl::StatusOr<shm::PeerEntryView> entry = peers.Entry(peer_id);
-    if (!entry.ok()) return Annotate(entry.status(), what);
+    if (!entry.ok()) return shm::Annotate(entry.status(), what);
     if (absl::Status claimed = entry->ClaimFenced(epoch); !claimed.ok()) {
-      return Annotate(claimed, what);
+      return shm::Annotate(claimed, what);
     }
   } else {
     absl::StatusOr<shm::PeerTable::Taken> taken = peers.AttachFirstFree();
     if (!taken.ok()) {
-      return Annotate(taken.status(),
+      return shm::Annotate(taken.status(),
                       absl::StrCat("attaching to a free slot in ", segment_path));
     }
     peer_id = taken->peer_id;
@@ -226,7 +217,7 @@ absl::Status Guest::Goodbye() {
     result = entry->GoodbyeFenced(epoch_);
   }
   if (!result.ok()) {
-    result = Annotate(result, absl::StrCat("goodbye of peer ", peer_id_, " epoch ", epoch_));
+    result = shm::Annotate(result, absl::StrCat("goodbye of peer ", peer_id_, " epoch ", epoch_));
   }
   segment.reset();  // unmaps
   // Only now: the daemon reads the hang-up after our Goodbye store.

@@ -14,60 +14,19 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "shm/bootstrap.h"
+#include "shm/local_socket_client.h"
 #include "shm/poll_fd.h"
 
 namespace shmhub::client {
-namespace {
-
-// Connects within the deadline. A Unix socket connect either completes at
-// once or fails (EAGAIN: the backlog is full), so a full backlog is retried
-// briefly rather than waited on with poll.
-absl::StatusOr<shm::UniqueFd> Connect(const std::string& path, shm::Deadline deadline) {
-  struct sockaddr_un address {};
-  if (path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("socket path ", path, " is too long"));
-  }
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  while (true) {
-    shm::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!socket.valid()) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-    if (::connect(socket.get(), reinterpret_cast<const struct sockaddr*>(&address),
-                  sizeof(address)) == 0) {
-      return socket;
-    }
-    const int err = errno;
-    if ((err == EAGAIN || err == EINTR) && std::chrono::steady_clock::now() < deadline) {
-      ::usleep(1000);
-      continue;
-    }
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", path, ": ",
-                                               std::strerror(err),
-                                               " (is shmhubd running with --socket=", path, "?)"));
-  }
-}
-
-absl::Status SendAll(int socket, const uint8_t* bytes, size_t size) {
-  while (size > 0) {
-    const ssize_t sent = ::send(socket, bytes, size, MSG_NOSIGNAL);
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent <= 0) return absl::UnavailableError(absl::StrCat("send: ", std::strerror(errno)));
-    bytes += sent;
-    size -= static_cast<size_t>(sent);
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<BootstrappedSlot> BootstrapOverLocalSocket(const std::string& socket_path,
                                                           absl::Duration timeout) {
   const std::chrono::milliseconds budget(absl::ToInt64Milliseconds(timeout));
   const shm::Deadline deadline = shm::DeadlineAfter(budget);
-  absl::StatusOr<shm::UniqueFd> socket = Connect(socket_path, deadline);
+  absl::StatusOr<shm::UniqueFd> socket = shm::ConnectLocalSocket(socket_path, deadline);
   if (!socket.ok()) return socket.status();
   const auto request = shm::EncodeVoxRequest();
-  if (absl::Status sent = SendAll(socket->get(), request.data(), request.size()); !sent.ok()) {
+  if (absl::Status sent = shm::SendAllBytes(socket->get(), request); !sent.ok()) {
     return absl::UnavailableError(
         absl::StrCat("sending the bootstrap request to ", socket_path, ": ", sent.message()));
   }

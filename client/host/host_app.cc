@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "client/host/host_link.h"
 #include "shm/doorbell.h"
+#include "shm/local_socket_client.h"
 #include "shm/peer_table.h"
 #include "shm/poll_fd.h"
 #include "shm/shm_error.h"
@@ -32,59 +33,8 @@ constexpr std::chrono::milliseconds kSendTimeout{1000};
 // wakes it at once anyway.
 constexpr absl::Duration kIdlePoll = absl::Seconds(1);
 
-// Prefixes the message with what we were doing, keeping the code and the
-// ShmErrc payload so callers can still tell errors apart with ShmErrcOf.
-absl::Status Annotate(const absl::Status& status, absl::string_view what) {
-  absl::Status annotated(status.code(), absl::StrCat(what, ": ", status.message()));
-  status.ForEachPayload([&annotated](absl::string_view type_url, const absl::Cord& payload) {
-    annotated.SetPayload(type_url, payload);
-  });
-  return annotated;
-}
-
 std::chrono::milliseconds ToChrono(absl::Duration d) {
   return std::chrono::milliseconds(std::max<int64_t>(0, absl::ToInt64Milliseconds(d)));
-}
-
-// Connects within the deadline. A Unix socket connect completes at once or
-// fails (EAGAIN: the backlog is full), so a full backlog is retried briefly.
-absl::StatusOr<shm::UniqueFd> Connect(const std::string& path, shm::Deadline deadline) {
-  struct sockaddr_un address {};
-  if (path.size() >= sizeof(address.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("socket path ", path, " is too long"));
-  }
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  while (true) {
-    // Close-on-exec: a child holding a copy would hide our death from the
-    // daemon, which watches this connection's hang-up.
-    shm::UniqueFd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!socket.valid()) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-    if (::connect(socket.get(), reinterpret_cast<const struct sockaddr*>(&address),
-                  sizeof(address)) == 0) {
-      return socket;
-    }
-    const int err = errno;
-    if ((err == EAGAIN || err == EINTR) && std::chrono::steady_clock::now() < deadline) {
-      ::usleep(1000);
-      continue;
-    }
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", path, ": ",
-                                               std::strerror(err),
-                                               " (is shmhubd running with --socket=", path, "?)"));
-  }
-}
-
-absl::Status SendRequest(int socket) {
-  const auto request = shm::EncodeHostRequest();
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(socket, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::UnavailableError(absl::StrCat("send: ", std::strerror(errno)));
-    sent += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -92,10 +42,10 @@ absl::Status SendRequest(int socket) {
 absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& socket_path,
                                                            HostAppOptions options) {
   const shm::Deadline deadline = shm::DeadlineAfter(ToChrono(options.register_timeout));
-  absl::StatusOr<shm::UniqueFd> socket = Connect(socket_path, deadline);
+  absl::StatusOr<shm::UniqueFd> socket = shm::ConnectLocalSocket(socket_path, deadline);
   if (!socket.ok()) return socket.status();
-  if (absl::Status sent = SendRequest(socket->get()); !sent.ok()) {
-    return Annotate(sent, absl::StrCat("registering with shmhubd at ", socket_path));
+  if (absl::Status sent = shm::SendAllBytes(socket->get(), shm::EncodeHostRequest()); !sent.ok()) {
+    return shm::Annotate(sent, absl::StrCat("registering with shmhubd at ", socket_path));
   }
   shm::UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop.valid()) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
@@ -111,7 +61,7 @@ absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& so
           "shmhubd at ", socket_path, " did not answer the registration within ",
           absl::FormatDuration(options.register_timeout)));
     }
-    return Annotate(reply.status(), absl::StrCat("registering with shmhubd at ", socket_path));
+    return shm::Annotate(reply.status(), absl::StrCat("registering with shmhubd at ", socket_path));
   }
   if (reply->record.type == shm::HostRecordType::kRefused) {
     if (reply->record.arg == static_cast<uint32_t>(shm::HostRefusal::kAlreadyRegistered)) {
@@ -131,7 +81,7 @@ absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& so
   absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
       shm::Segment::AttachFd(reply->fds[0].get());
   if (!segment.ok()) {
-    return Annotate(segment.status(),
+    return shm::Annotate(segment.status(),
                     absl::StrCat("mapping the segment shmhubd at ", socket_path, " sent"));
   }
   std::unique_ptr<HostApp> app(
@@ -317,7 +267,7 @@ absl::Status HostApp::AdvanceHandshakes() {
 absl::Status HostApp::SendRecoveryReady(uint32_t peer_id, uint32_t epoch) {
   absl::Status sent = shm::SendHostRecord(socket_.get(), shm::RecoveryReadyRecord(peer_id, epoch),
                                           {}, shm::DeadlineAfter(kSendTimeout));
-  if (!sent.ok()) return Annotate(sent, "sending RECOVERY_READY to shmhubd");
+  if (!sent.ok()) return shm::Annotate(sent, "sending RECOVERY_READY to shmhubd");
   return absl::OkStatus();
 }
 
@@ -337,7 +287,7 @@ void HostApp::EndWith(const absl::Status& why) {
       shm::ShmErrcOf(why) == shm::ShmErrc::kHostControlClosed
           ? absl::UnavailableError("shmhubd closed the host application's connection (it shut "
                                    "down or died)")
-          : Annotate(why, "the connection to shmhubd broke");
+          : shm::Annotate(why, "the connection to shmhubd broke");
   absl::MutexLock lock(&mu_);
   status_ = gone;
   events_.push_back(HostEvent{.kind = HostEventKind::kDaemonGone,
