@@ -22,13 +22,15 @@
 #include "client/host/host_link.h"
 #include "gtest/gtest.h"
 #include "shm/segment.h"
+#include "tests/e2e/running_hub.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub {
 namespace {
 
-using ::shmhub::testing::SpawnedProcess;
+using ::shmhub::testing::RunningHub;
+using ::shmhub::testing::StartShmhubd;
 using ::shmhub::testing::TempDir;
 
 std::vector<uint8_t> Payload(uint8_t seed, size_t size) {
@@ -43,17 +45,14 @@ std::vector<uint8_t> Copy(absl::Span<const uint8_t> span) {
 
 TEST(GuestLinkProcessTest, BootstrappedGuestLinkCarriesFramesAndFailsWhenTheDaemonDies) {
   TempDir dir;
-  const std::string segment_path = dir.File("segment");
-  SpawnedProcess daemon({SHMHUBD_PATH, "--listen=127.0.0.1:0", "--segment=" + segment_path,
-                         "--socket=" + dir.File("hub.sock"), "--metrics_listen=",
-                         "--max_guests=2", "--ring_bytes=65536", "--slot_classes=256:64,4096:16",
-                         "--max_payload_size=1048576", "--shutdown_grace=2s"},
-                        dir.File("shmhubd.err"));
-  ASSERT_TRUE(daemon.WaitForLine("shmhubd listening on ").has_value())
-      << "shmhubd did not start: " << daemon.Stderr();
+  absl::StatusOr<RunningHub> daemon =
+      StartShmhubd(dir, {.flags = {"--max_guests=2", "--ring_bytes=65536",
+                                   "--slot_classes=256:64,4096:16", "--max_payload_size=1048576"}});
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  const std::string segment_path = daemon->endpoints.segment_path;
 
   client::GuestOptions options;
-  options.socket_path = dir.File("hub.sock");
+  options.socket_path = daemon->endpoints.socket_path;
   options.heartbeat = false;
   absl::StatusOr<std::unique_ptr<client::Guest>> guest = client::Guest::Attach(options);
   ASSERT_TRUE(guest.ok()) << guest.status();
@@ -83,10 +82,10 @@ TEST(GuestLinkProcessTest, BootstrappedGuestLinkCarriesFramesAndFailsWhenTheDaem
   absl::Status blocked;
   std::thread receiver(
       [&] { blocked = (*link)->Receive(absl::Now() + absl::Seconds(60)).status(); });
-  daemon.Signal(SIGKILL);
+  daemon->process->Signal(SIGKILL);
   receiver.join();
   EXPECT_EQ(blocked.code(), absl::StatusCode::kUnavailable) << blocked;
-  EXPECT_TRUE(daemon.Wait().has_value());
+  EXPECT_TRUE(daemon->process->Wait().has_value());
   host->reset();
   link->reset();
 }

@@ -6,38 +6,33 @@
 // from WatchEvents, metrics from /metrics. Every wait has a deadline; every
 // process is killed and reaped when its test ends.
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/host/host_app.h"
-#include "client/hub/event_watcher.h"
 #include "client/hub/hub_client.h"
 #include "client/link/ring_link.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "shm/host_control.h"
-#include "shm/poll_fd.h"
 #include "shmhub/v1/hub.pb.h"
+#include "tests/e2e/running_hub.h"
+#include "tests/server/local_socket_clients.h"
 #include "tests/testing/loopback_http.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
@@ -45,75 +40,18 @@
 namespace shmhub {
 namespace {
 
+using ::shmhub::server::testing::RawHostClient;
 using ::shmhub::testing::kProcessWaitLimit;
+using ::shmhub::testing::ParseAttachedLine;
+using ::shmhub::testing::ShmhubdOptions;
 using ::shmhub::testing::SpawnedProcess;
-using ::shmhub::testing::TempDir;
+using ::shmhub::testing::WatchedHubTest;
 using client::HostApp;
 using client::HostEvent;
 using client::HostEventKind;
 using client::ReceivedFrame;
 using v1::EventKind;
 using v1::PeerEvent;
-
-// Every PeerEvent the daemon streams, in order.
-class EventLog {
- public:
-  void Add(const PeerEvent& event) {
-    absl::MutexLock lock(&mu_);
-    events_.push_back(event);
-  }
-
-  // The first event of `kind` (for `peer_id`; 0 matches hub-wide events)
-  // once it has arrived; nullopt after the deadline.
-  std::optional<PeerEvent> WaitFor(EventKind kind, uint32_t peer_id) {
-    const absl::Time deadline = absl::Now() + kProcessWaitLimit;
-    absl::MutexLock lock(&mu_);
-    while (true) {
-      for (const PeerEvent& event : events_) {
-        if (event.kind() == kind && event.peer_id() == peer_id) return event;
-      }
-      const size_t seen = events_.size();
-      auto grown = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return events_.size() > seen;
-      };
-      if (!mu_.AwaitWithDeadline(absl::Condition(&grown), deadline)) return std::nullopt;
-    }
-  }
-
-  size_t Count(EventKind kind, uint32_t peer_id) const {
-    absl::MutexLock lock(&mu_);
-    size_t count = 0;
-    for (const PeerEvent& event : events_) {
-      if (event.kind() == kind && event.peer_id() == peer_id) ++count;
-    }
-    return count;
-  }
-
-  std::string Describe() const {
-    absl::MutexLock lock(&mu_);
-    std::string out;
-    for (const PeerEvent& event : events_) {
-      absl::StrAppend(&out, "\n  #", event.sequence(), " peer ", event.peer_id(), " epoch ",
-                      event.epoch(), " ", v1::EventKind_Name(event.kind()), " ", event.reason());
-    }
-    return out;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::vector<PeerEvent> events_ ABSL_GUARDED_BY(mu_);
-};
-
-// "attached peer_id=N epoch=E" (echo_guest, shmhub-guest) -> (N, E).
-std::pair<uint32_t, uint32_t> Occupancy(const std::optional<std::string>& line) {
-  unsigned peer_id = 0;
-  unsigned epoch = 0;
-  if (line.has_value()) {
-    EXPECT_EQ(std::sscanf(line->c_str(), "attached peer_id=%u epoch=%u", &peer_id, &epoch), 2)
-        << *line;
-  }
-  return {peer_id, epoch};
-}
 
 // The value of an unlabelled series in a /metrics body, if present.
 std::optional<double> UnlabelledValue(absl::string_view body, absl::string_view name) {
@@ -125,74 +63,17 @@ std::optional<double> UnlabelledValue(absl::string_view body, absl::string_view 
   return std::nullopt;
 }
 
-// A host application that registers with the raw protocol and then never
-// answers anything.
-class SilentHost {
- public:
-  explicit SilentHost(const std::string& socket_path) {
-    connection_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    struct sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, socket_path.c_str(), sizeof(address.sun_path) - 1);
-    EXPECT_EQ(::connect(connection_.get(), reinterpret_cast<const struct sockaddr*>(&address),
-                        sizeof(address)),
-              0)
-        << std::strerror(errno);
-    const auto request = shm::EncodeHostRequest();
-    EXPECT_EQ(::send(connection_.get(), request.data(), request.size(), MSG_NOSIGNAL), 4);
-  }
-  // The next record's type, or nullopt.
-  std::optional<shm::HostRecord> Next() {
-    absl::StatusOr<shm::ReceivedHostRecord> next = reader_.ReadOneBefore(
-        connection_.get(), shm::DeadlineAfter(std::chrono::milliseconds(
-                               absl::ToInt64Milliseconds(kProcessWaitLimit))));
-    EXPECT_TRUE(next.ok()) << next.status();
-    if (!next.ok()) return std::nullopt;
-    return next->record;
-  }
-
- private:
-  shm::UniqueFd connection_;
-  shm::HostRecordReader reader_{shm::HostControlSender::kDaemon};
-};
-
-class HostAppProcessTest : public ::testing::Test {
+class HostAppProcessTest : public WatchedHubTest {
  protected:
-  // Starts shmhubd with the local socket; `extra` flags are appended.
-  void StartDaemon(const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {SHMHUBD_PATH,          "--listen=127.0.0.1:0",
-                                     "--segment=" + segment_, "--socket=" + socket_,
-                                     "--max_guests=4",       "--heartbeat_interval=20ms",
-                                     "--crash_timeout=10s",  "--shutdown_grace=2s"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    daemon_ = std::make_unique<SpawnedProcess>(argv, dir_.File("shmhubd.err"));
-    const std::optional<std::string> ready = daemon_->WaitForLine("shmhubd listening on ");
-    ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon_->Stderr();
-    absl::string_view rest = *ready;
-    absl::ConsumePrefix(&rest, "shmhubd listening on ");
-    channel_ = client::MakeHubChannel(std::string(rest.substr(0, rest.find(' '))));
-    hub_ = std::make_unique<client::HubClient>(channel_);
-    const size_t metrics_at = rest.find(" metrics=127.0.0.1:");
-    if (metrics_at != absl::string_view::npos) {
-      absl::string_view port = rest.substr(metrics_at + 19);
-      ASSERT_TRUE(absl::SimpleAtoi(port.substr(0, port.find(' ')), &metrics_port_)) << *ready;
-    }
-    const auto info = hub_->GetSegmentInfo();
-    ASSERT_TRUE(info.ok()) << info.status();
-    info_ = *info;
-    client::EventWatcherOptions options;
-    options.resume_after_sequence = 0;
-    options.hub_instance_id = info->hub_instance_id();
-    options.initial_backoff = absl::Milliseconds(10);
-    watcher_ = std::make_unique<client::EventWatcher>(
-        channel_, options, [this](const v1::WatchEventsResponse& response) {
-          if (response.has_event()) log_.Add(response.event());
-        });
-    watcher_->Start();
-  }
-
-  void TearDown() override {
-    if (watcher_ != nullptr) watcher_->Stop();
+  // Starts shmhubd with the local socket, and /metrics when `metrics`;
+  // `extra` flags are appended.
+  void StartDaemon(bool metrics, const std::vector<std::string>& extra = {}) {
+    ShmhubdOptions options{
+        .flags = {"--max_guests=4", "--heartbeat_interval=20ms", "--crash_timeout=10s"},
+        .metrics = metrics};
+    options.flags.insert(options.flags.end(), extra.begin(), extra.end());
+    StartWatchedHub(options);
+    socket_ = endpoints_.socket_path;
   }
 
   std::unique_ptr<SpawnedProcess> Spawn(const std::vector<std::string>& argv,
@@ -200,12 +81,10 @@ class HostAppProcessTest : public ::testing::Test {
     return std::make_unique<SpawnedProcess>(argv, dir_.File(name + ".err"));
   }
 
+  // The first event of `kind` for `peer_id` since the daemon started.
   std::optional<PeerEvent> Expect(EventKind kind, uint32_t peer_id) {
-    std::optional<PeerEvent> event = log_.WaitFor(kind, peer_id);
-    EXPECT_TRUE(event.has_value()) << "no " << v1::EventKind_Name(kind) << " for peer "
-                                   << peer_id << "; events:" << log_.Describe()
-                                   << "\nshmhubd stderr:\n" << daemon_->Stderr();
-    return event;
+    size_t from = 0;
+    return ExpectEvent(peer_id, kind, &from);
   }
 
   v1::PeerState StateOf(uint32_t peer_id) {
@@ -225,20 +104,11 @@ class HostAppProcessTest : public ::testing::Test {
     return event;
   }
 
-  TempDir dir_;
-  const std::string segment_ = dir_.File("hub.shm");
-  const std::string socket_ = dir_.File("hub.sock");
-  std::unique_ptr<SpawnedProcess> daemon_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<client::HubClient> hub_;
-  v1::GetSegmentInfoResponse info_;
-  int metrics_port_ = 0;
-  EventLog log_;
-  std::unique_ptr<client::EventWatcher> watcher_;
+  std::string socket_;
 };
 
 TEST_F(HostAppProcessTest, SecondHostApplicationIsRefusedUntilTheFirstIsGone) {
-  StartDaemon({"--metrics_listen="});
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*metrics=*/false));
   std::unique_ptr<SpawnedProcess> first = Spawn({ECHO_HOST_PATH, "--socket=" + socket_}, "host1");
   ASSERT_TRUE(first->WaitForLine("echo_host registered").has_value()) << first->Stderr();
   Expect(v1::EVENT_KIND_HOST_ATTACHED, 0);
@@ -257,7 +127,7 @@ TEST_F(HostAppProcessTest, SecondHostApplicationIsRefusedUntilTheFirstIsGone) {
 }
 
 TEST_F(HostAppProcessTest, EchoHostAndEchoGuestRoundTripEveryTier) {
-  StartDaemon({"--metrics_listen="});
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*metrics=*/false));
   std::unique_ptr<SpawnedProcess> host = Spawn({ECHO_HOST_PATH, "--socket=" + socket_}, "host");
   ASSERT_TRUE(host->WaitForLine("echo_host registered").has_value()) << host->Stderr();
   // 16 B inline, 900 B and 200000 B in pool slots, 600000 B in a mapping.
@@ -273,7 +143,7 @@ TEST_F(HostAppProcessTest, EchoHostAndEchoGuestRoundTripEveryTier) {
 
 TEST_F(HostAppProcessTest, KilledGuestIsRecoveredOnlyAfterTheHostReleasesItsViews) {
   // A timeout no test run reaches: only the acknowledgement can end the wait.
-  StartDaemon({"--metrics_listen=", "--host_ack_timeout=10m"});
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*metrics=*/false, {"--host_ack_timeout=10m"}));
   absl::StatusOr<std::unique_ptr<HostApp>> app = HostApp::Register(socket_);
   ASSERT_TRUE(app.ok()) << app.status();
   // One payload per pool class (1024, 16384, 262144 bytes by default); the
@@ -282,7 +152,7 @@ TEST_F(HostAppProcessTest, KilledGuestIsRecoveredOnlyAfterTheHostReleasesItsView
       Spawn({ECHO_GUEST_PATH, "--socket=" + socket_, "--rounds=1", "--sizes=900,12000,200000",
              "--timeout=10m"},
             "guest");
-  const auto [peer_id, epoch] = Occupancy(guest->WaitForLine("attached "));
+  const auto [peer_id, epoch] = ParseAttachedLine(guest->WaitForLine("attached "));
   std::optional<HostEvent> attached = ExpectHostEvent(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
   ASSERT_EQ(attached->peer_id, peer_id);
@@ -313,7 +183,7 @@ TEST_F(HostAppProcessTest, KilledGuestIsRecoveredOnlyAfterTheHostReleasesItsView
   // recovered the slot: it is still Goodbye, the guest's slots still lent,
   // and what the views show is what the guest sent.
   EXPECT_EQ(StateOf(peer_id), v1::PEER_STATE_GOODBYE);
-  EXPECT_EQ(log_.Count(v1::EVENT_KIND_RECOVERED, peer_id), 0u) << log_.Describe();
+  EXPECT_EQ(log_.Count(peer_id, v1::EVENT_KIND_RECOVERED), 0u) << log_.Describe();
   for (uint32_t k = 0; k < classes.size(); ++k) {
     EXPECT_EQ(*segment.pool().FreeCount(k), classes[k].config.slot_count - 1) << "class " << k;
   }
@@ -336,27 +206,25 @@ TEST_F(HostAppProcessTest, KilledGuestIsRecoveredOnlyAfterTheHostReleasesItsView
   for (uint32_t k = 0; k < classes.size(); ++k) {
     EXPECT_EQ(*segment.pool().FreeCount(k), classes[k].config.slot_count) << "class " << k;
   }
-  EXPECT_EQ(log_.Count(v1::EVENT_KIND_HOST_UNRESPONSIVE, peer_id), 0u) << log_.Describe();
+  EXPECT_EQ(log_.Count(peer_id, v1::EVENT_KIND_HOST_UNRESPONSIVE), 0u) << log_.Describe();
   EXPECT_EQ((*app)->abandoned_handshakes(), 0u);
 }
 
 TEST_F(HostAppProcessTest, SilentHostIsReportedAndRecoveryGoesAheadAtTheTimeout) {
-  StartDaemon({"--metrics_listen=127.0.0.1:0", "--host_ack_timeout=300ms"});
-  SilentHost host(socket_);
-  std::optional<shm::HostRecord> registered = host.Next();
-  ASSERT_TRUE(registered.has_value());
-  ASSERT_EQ(registered->type, shm::HostRecordType::kRegistered);
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*metrics=*/true, {"--host_ack_timeout=300ms"}));
+  RawHostClient host(socket_);  // registers, then never answers
+  const std::chrono::milliseconds kHostRecordWait = absl::ToChronoMilliseconds(kProcessWaitLimit);
+  ASSERT_TRUE(host.Expect(shm::HostRecordType::kRegistered, kHostRecordWait).has_value());
   std::unique_ptr<SpawnedProcess> guest =
       Spawn({SHMHUB_GUEST_PATH, "--socket=" + socket_, "--heartbeat=false"}, "guest");
-  const auto [peer_id, epoch] = Occupancy(guest->WaitForLine("attached "));
-  std::optional<shm::HostRecord> attached = host.Next();
+  const auto [peer_id, epoch] = ParseAttachedLine(guest->WaitForLine("attached "));
+  std::optional<shm::ReceivedHostRecord> attached =
+      host.Expect(shm::HostRecordType::kPeerAttached, kHostRecordWait);
   ASSERT_TRUE(attached.has_value());
-  EXPECT_EQ(*attached, shm::PeerAttachedRecord(peer_id, epoch, 2));
+  EXPECT_EQ(attached->record, shm::PeerAttachedRecord(peer_id, epoch, 2));
 
   guest->Signal(SIGKILL);
-  std::optional<shm::HostRecord> recovering = host.Next();
-  ASSERT_TRUE(recovering.has_value());
-  EXPECT_EQ(recovering->type, shm::HostRecordType::kPeerRecovering);
+  ASSERT_TRUE(host.Expect(shm::HostRecordType::kPeerRecovering, kHostRecordWait).has_value());
   const std::optional<PeerEvent> crashed = Expect(v1::EVENT_KIND_CRASHED, peer_id);
   const std::optional<PeerEvent> unresponsive = Expect(v1::EVENT_KIND_HOST_UNRESPONSIVE, peer_id);
   const std::optional<PeerEvent> recovered = Expect(v1::EVENT_KIND_RECOVERED, peer_id);
@@ -366,7 +234,7 @@ TEST_F(HostAppProcessTest, SilentHostIsReportedAndRecoveryGoesAheadAtTheTimeout)
   EXPECT_EQ(unresponsive->epoch(), epoch);
 
   const absl::StatusOr<shmhub::testing::HttpResponse> metrics =
-      shmhub::testing::LoopbackHttpGet(metrics_port_, "/metrics");
+      shmhub::testing::LoopbackHttpGet(endpoints_.metrics_port, "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_EQ(UnlabelledValue(metrics->body, "shmhub_host_ack_timeouts_total"),
             std::optional<double>(1))
@@ -375,14 +243,14 @@ TEST_F(HostAppProcessTest, SilentHostIsReportedAndRecoveryGoesAheadAtTheTimeout)
 }
 
 TEST_F(HostAppProcessTest, KilledHostFailsItsGuestsPromptlyIsReportedAndANewOneCanRegister) {
-  StartDaemon({"--metrics_listen="});
+  ASSERT_NO_FATAL_FAILURE(StartDaemon(/*metrics=*/false));
   std::unique_ptr<SpawnedProcess> host = Spawn({ECHO_HOST_PATH, "--socket=" + socket_}, "host1");
   ASSERT_TRUE(host->WaitForLine("echo_host registered").has_value()) << host->Stderr();
   // Runs until stopped; a call may wait 10 minutes: only a prompt failure
   // ends it within the test's wait.
   std::unique_ptr<SpawnedProcess> guest =
       Spawn({ECHO_GUEST_PATH, "--socket=" + socket_, "--rounds=0", "--timeout=10m"}, "guest1");
-  const uint32_t peer_id = Occupancy(guest->WaitForLine("attached ")).first;
+  const uint32_t peer_id = ParseAttachedLine(guest->WaitForLine("attached ")).peer_id;
   ASSERT_TRUE(guest->WaitForLine("echoing ").has_value()) << guest->Stderr();
 
   host->Signal(SIGKILL);
@@ -391,8 +259,8 @@ TEST_F(HostAppProcessTest, KilledHostFailsItsGuestsPromptlyIsReportedAndANewOneC
   ASSERT_TRUE(Expect(v1::EVENT_KIND_HOST_DETACHED, 0).has_value());
   // The guest left in order once its link failed: no crash, no wait.
   ASSERT_TRUE(Expect(v1::EVENT_KIND_RECOVERED, peer_id).has_value());
-  EXPECT_EQ(log_.Count(v1::EVENT_KIND_CRASHED, peer_id), 0u) << log_.Describe();
-  EXPECT_EQ(log_.Count(v1::EVENT_KIND_HOST_UNRESPONSIVE, peer_id), 0u) << log_.Describe();
+  EXPECT_EQ(log_.Count(peer_id, v1::EVENT_KIND_CRASHED), 0u) << log_.Describe();
+  EXPECT_EQ(log_.Count(peer_id, v1::EVENT_KIND_HOST_UNRESPONSIVE), 0u) << log_.Describe();
 
   std::unique_ptr<SpawnedProcess> next = Spawn({ECHO_HOST_PATH, "--socket=" + socket_}, "host2");
   ASSERT_TRUE(next->WaitForLine("echo_host registered").has_value()) << next->Stderr();

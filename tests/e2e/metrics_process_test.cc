@@ -12,8 +12,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -24,6 +26,7 @@
 #include "client/hub/hub_client.h"
 #include "gtest/gtest.h"
 #include "shmhub/v1/hub.pb.h"
+#include "tests/e2e/running_hub.h"
 #include "tests/testing/loopback_http.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
@@ -33,7 +36,11 @@ namespace {
 
 using ::shmhub::testing::kProcessWaitLimit;
 using ::shmhub::testing::LoopbackHttpGet;
+using ::shmhub::testing::ReserveSlot;
+using ::shmhub::testing::RunningHub;
 using ::shmhub::testing::SpawnedProcess;
+using ::shmhub::testing::StartClaimingGuest;
+using ::shmhub::testing::StartShmhubd;
 using ::shmhub::testing::TempDir;
 
 constexpr char kPromtool[] = "/usr/bin/promtool";
@@ -102,22 +109,16 @@ std::string SeriesOfPeer(const std::vector<Sample>& samples, uint32_t peer_id) {
 class MetricsProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<SpawnedProcess>(
-        std::vector<std::string>{
-            SHMHUBD_PATH, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-            "--segment=" + segment_, "--socket=", absl::StrCat("--max_guests=", kMaxGuests),
-            "--heartbeat_interval=20ms", "--crash_timeout=300ms", "--shutdown_grace=2s"},
-        dir_.File("shmhubd.err"));
-    const std::optional<std::string> ready = daemon_->WaitForLine("shmhubd listening on ");
-    ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon_->Stderr();
-    absl::string_view rest = *ready;
-    absl::ConsumePrefix(&rest, "shmhubd listening on ");
-    hub_ = std::make_unique<client::HubClient>(
-        client::MakeHubChannel(std::string(rest.substr(0, rest.find(' ')))));
-    const size_t metrics_at = rest.find(" metrics=127.0.0.1:");
-    ASSERT_NE(metrics_at, absl::string_view::npos) << *ready;
-    absl::string_view port = rest.substr(metrics_at + 19);
-    ASSERT_TRUE(absl::SimpleAtoi(port.substr(0, port.find(' ')), &metrics_port_)) << *ready;
+    absl::StatusOr<RunningHub> daemon = StartShmhubd(
+        dir_, {.flags = {absl::StrCat("--max_guests=", kMaxGuests), "--heartbeat_interval=20ms",
+                         "--crash_timeout=300ms"},
+               .local_socket = false,
+               .metrics = true});
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = std::move(daemon->process);
+    segment_ = daemon->endpoints.segment_path;
+    metrics_port_ = daemon->endpoints.metrics_port;
+    hub_ = std::make_unique<client::HubClient>(daemon->endpoints.grpc_address);
   }
 
   // The body of one GET /metrics.
@@ -141,24 +142,11 @@ class MetricsProcessTest : public ::testing::Test {
     }
   }
 
-  v1::ReservePeerResponse Reserve() {
-    v1::ReservePeerRequest request;
-    request.set_owner("metrics-e2e");
-    const auto reply = hub_->ReservePeer(request);
-    EXPECT_TRUE(reply.ok()) << reply.status();
-    return reply.value_or(v1::ReservePeerResponse());
-  }
+  v1::ReservePeerResponse Reserve() { return ReserveSlot(*hub_, "metrics-e2e"); }
 
   // A real shmhub-guest claiming `reservation`, heartbeating every 20ms.
   std::unique_ptr<SpawnedProcess> StartGuest(const v1::ReservePeerResponse& reservation) {
-    auto guest = std::make_unique<SpawnedProcess>(
-        std::vector<std::string>{SHMHUB_GUEST_PATH, "--segment=" + segment_,
-                                 absl::StrCat("--peer_id=", reservation.peer_id()),
-                                 absl::StrCat("--epoch=", reservation.epoch()),
-                                 "--heartbeat_interval=20ms"},
-        dir_.File("guest.err"));
-    EXPECT_TRUE(guest->WaitForLine("attached ").has_value()) << guest->Stderr();
-    return guest;
+    return StartClaimingGuest(dir_, segment_, reservation, "guest.err");
   }
 
   // Waits until the daemon reports the guest's heartbeat on /metrics.
@@ -174,8 +162,8 @@ class MetricsProcessTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  const std::string segment_ = dir_.File("hub.shm");
   std::unique_ptr<SpawnedProcess> daemon_;
+  std::string segment_;
   std::unique_ptr<client::HubClient> hub_;
   int metrics_port_ = 0;
 };

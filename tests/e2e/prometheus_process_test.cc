@@ -26,9 +26,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/running_hub.h"
 #include "tests/testing/prometheus_server.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
@@ -37,9 +37,13 @@ namespace shmhub {
 namespace {
 
 using ::shmhub::testing::DescribeSamples;
+using ::shmhub::testing::GuestSlot;
 using ::shmhub::testing::PrometheusSample;
 using ::shmhub::testing::PrometheusServer;
+using ::shmhub::testing::RunningHub;
 using ::shmhub::testing::SpawnedProcess;
+using ::shmhub::testing::StartShmhubd;
+using ::shmhub::testing::StartShmhubGuest;
 using ::shmhub::testing::TempDir;
 using Samples = std::vector<PrometheusSample>;
 
@@ -88,22 +92,16 @@ std::optional<double> OnlyValue(const Samples& samples) {
 class PrometheusProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<SpawnedProcess>(
-        std::vector<std::string>{
-            SHMHUBD_PATH, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-            "--segment=" + dir_.File("hub.shm"), "--socket=" + dir_.File("hub.sock"),
-            "--max_guests=2",
-            absl::StrCat("--heartbeat_interval=", absl::FormatDuration(kHeartbeatInterval)),
-            absl::StrCat("--crash_timeout=", absl::FormatDuration(kCrashTimeout)),
-            "--shutdown_grace=2s"},
-        dir_.File("shmhubd.err"));
-    const std::optional<std::string> ready = daemon_->WaitForLine("shmhubd listening on ");
-    ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon_->Stderr();
-    // "... instance=ID socket=PATH metrics=HOST:PORT"
-    const size_t metrics_at = ready->find(" metrics=");
-    ASSERT_NE(metrics_at, std::string::npos) << "no metrics= on the start line: " << *ready;
-    absl::string_view metrics = absl::string_view(*ready).substr(metrics_at + 9);
-    metrics_address_ = std::string(metrics.substr(0, metrics.find(' ')));
+    absl::StatusOr<RunningHub> daemon = StartShmhubd(
+        dir_,
+        {.flags = {"--max_guests=2",
+                   absl::StrCat("--heartbeat_interval=", absl::FormatDuration(kHeartbeatInterval)),
+                   absl::StrCat("--crash_timeout=", absl::FormatDuration(kCrashTimeout))},
+         .metrics = true});
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = std::move(daemon->process);
+    segment_ = daemon->endpoints.segment_path;
+    metrics_address_ = daemon->endpoints.metrics_address;
 
     const std::string shipped_dir = ShippedPrometheusDir();
     absl::StatusOr<std::string> shipped = ReadFile(shipped_dir + "/prometheus.yml");
@@ -143,6 +141,7 @@ class PrometheusProcessTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<SpawnedProcess> daemon_;
+  std::string segment_;
   std::string metrics_address_;
   std::unique_ptr<PrometheusServer> prometheus_;
 };
@@ -150,15 +149,11 @@ class PrometheusProcessTest : public ::testing::Test {
 TEST_F(PrometheusProcessTest, ScrapesFreshHeartbeatThenStaleFlagThenHeartbeatCrashThenNoSeries) {
   // Attached through the segment alone (not the local socket): heartbeats
   // are the only crash detector watching it.
-  SpawnedProcess guest({SHMHUB_GUEST_PATH, "--segment=" + dir_.File("hub.shm")},
-                       dir_.File("guest.err"));
-  const std::optional<std::string> attached = guest.WaitForLine("attached ");
-  ASSERT_TRUE(attached.has_value()) << guest.Stderr();
-  // "attached peer_id=N epoch=E pid=P"
-  absl::string_view peer_field = *attached;
-  ASSERT_TRUE(absl::ConsumePrefix(&peer_field, "attached peer_id=")) << *attached;
-  const std::string peer_id(peer_field.substr(0, peer_field.find(' ')));
-  const std::string peer = absl::StrCat("job=\"shmhub\",peer_id=\"", peer_id, "\"");
+  GuestSlot slot;
+  std::unique_ptr<SpawnedProcess> guest =
+      StartShmhubGuest(dir_, {"--segment=" + segment_}, "guest.err", &slot);
+  ASSERT_NE(slot.peer_id, 0u) << "the guest did not attach";  // peer ids start at 1
+  const std::string peer = absl::StrCat("job=\"shmhub\",peer_id=\"", slot.peer_id, "\"");
 
   // The shipped job scrapes the daemon; the crash counters exist at 0 from
   // the start, so the heartbeat crash below is an increase Prometheus sees.
@@ -198,7 +193,7 @@ TEST_F(PrometheusProcessTest, ScrapesFreshHeartbeatThenStaleFlagThenHeartbeatCra
 
   // Stopped: stale (2 x 50ms without a heartbeat) long before the 12s crash
   // timeout, then crashed by the heartbeat detector and nothing else.
-  guest.Signal(SIGSTOP);
+  guest->Signal(SIGSTOP);
   const Samples stale_seen = Await(stale, [](const Samples& s) {
     return s.size() == 1 && s[0].value == 1;
   });
@@ -222,8 +217,8 @@ TEST_F(PrometheusProcessTest, ScrapesFreshHeartbeatThenStaleFlagThenHeartbeatCra
                      "}[5m])"),
         [](const Samples& s) { return !s.empty(); });
 
-  guest.Signal(SIGKILL);
-  EXPECT_EQ(guest.Wait(), 128 + SIGKILL);
+  guest->Signal(SIGKILL);
+  EXPECT_EQ(guest->Wait(), 128 + SIGKILL);
 }
 
 }  // namespace

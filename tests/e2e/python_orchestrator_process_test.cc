@@ -11,19 +11,23 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/running_hub.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub {
 namespace {
 
+using ::shmhub::testing::RunningHub;
 using ::shmhub::testing::SpawnedProcess;
+using ::shmhub::testing::StartShmhubd;
 using ::shmhub::testing::TempDir;
 
 constexpr char kPython[] = "/usr/bin/python3";
@@ -71,23 +75,16 @@ TEST(PythonOrchestratorProcessTest, GeneratedStubsReserveWatchAndSeeKilledGuestR
                       dir.File("stubs.err"));
   ASSERT_EQ(stubs.exit_code, 0) << "shmhub_stubs.py failed: " << stubs.err;
 
-  const std::string segment = dir.File("hub.shm");
-  SpawnedProcess daemon({SHMHUBD_PATH, "--listen=127.0.0.1:0", "--segment=" + segment,
-                         "--socket=" + dir.File("hub.sock"), "--metrics_listen=",
-                         "--max_guests=2", "--heartbeat_interval=20ms", "--crash_timeout=400ms",
-                         "--shutdown_grace=2s"},
-                        dir.File("shmhubd.err"));
-  const std::optional<std::string> ready = daemon.WaitForLine("shmhubd listening on ");
-  ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon.Stderr();
-  absl::string_view rest = *ready;
-  absl::ConsumePrefix(&rest, "shmhubd listening on ");
-  const std::string target(rest.substr(0, rest.find(' ')));
+  absl::StatusOr<RunningHub> daemon = StartShmhubd(
+      dir, {.flags = {"--max_guests=2", "--heartbeat_interval=20ms", "--crash_timeout=400ms"}});
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
 
   const RunResult script =
-      RunToCompletion({kPython, ScriptPath(), dir.path(), target, SHMHUB_GUEST_PATH, segment},
-          dir.File("orchestrator.err"));
+      RunToCompletion({kPython, ScriptPath(), dir.path(), daemon->endpoints.grpc_address,
+                       SHMHUB_GUEST_PATH, daemon->endpoints.segment_path},
+                      dir.File("orchestrator.err"));
   EXPECT_EQ(script.exit_code, 0) << "stderr:\n" << script.err << "\nshmhubd stderr:\n"
-                                 << daemon.Stderr();
+                                 << daemon->process->Stderr();
   const absl::string_view out = absl::StripTrailingAsciiWhitespace(script.out);
   const absl::string_view last = out.substr(out.rfind('\n') + 1);
   EXPECT_TRUE(absl::StartsWith(last, "orchestrator ok peer_id=")) << "stdout:\n" << script.out;

@@ -16,8 +16,10 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +31,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/running_hub.h"
 #include "tests/testing/spawned_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -37,7 +40,10 @@ namespace shmhub {
 namespace {
 
 using ::google::protobuf::Struct;
+using ::shmhub::testing::RunningHub;
 using ::shmhub::testing::SpawnedProcess;
+using ::shmhub::testing::StartShmhubd;
+using ::shmhub::testing::StartShmhubGuest;
 using ::shmhub::testing::TempDir;
 
 constexpr absl::Duration kWaitLimit = absl::Seconds(20);
@@ -72,18 +78,15 @@ class ShmhubctlProcessTest : public ::testing::Test {
 
   // Starts shmhubd on `listen` and waits for its "listening on" line.
   void StartDaemon(const std::string& listen = "127.0.0.1:0") {
-    daemon_ = std::make_unique<SpawnedProcess>(
-        std::vector<std::string>{SHMHUBD_PATH, "--listen=" + listen, "--segment=" + segment_,
-                                 "--socket=" + dir_.File("hub.sock"), "--metrics_listen=",
-                                 "--max_guests=4", "--heartbeat_interval=20ms",
-                                 "--crash_timeout=300ms", "--watch_progress_interval=200ms",
-                                 "--shutdown_grace=2s"},
-        dir_.File(absl::StrCat("shmhubd", ++daemons_, ".err")));
-    const std::optional<std::string> ready = daemon_->WaitForLine("shmhubd listening on ");
-    ASSERT_TRUE(ready.has_value()) << "shmhubd did not start: " << daemon_->Stderr();
-    absl::string_view rest = *ready;
-    absl::ConsumePrefix(&rest, "shmhubd listening on ");
-    hub_ = std::string(rest.substr(0, rest.find(' ')));
+    absl::StatusOr<RunningHub> daemon = StartShmhubd(
+        dir_, {.flags = {"--max_guests=4", "--heartbeat_interval=20ms", "--crash_timeout=300ms",
+                         "--watch_progress_interval=200ms"},
+               .listen = listen,
+               .stderr_name = absl::StrCat("shmhubd", ++daemons_, ".err")});
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = std::move(daemon->process);
+    segment_ = daemon->endpoints.segment_path;
+    hub_ = daemon->endpoints.grpc_address;
   }
 
   // Runs shmhubctl --hub=<daemon> ARGS to completion.
@@ -106,13 +109,9 @@ class ShmhubctlProcessTest : public ::testing::Test {
     return std::make_unique<SpawnedProcess>(argv, dir_.File(absl::StrCat("ctl", ++ctl_runs_, ".err")));
   }
 
-  std::unique_ptr<SpawnedProcess> StartGuest(const std::vector<std::string>& flags) {
-    std::vector<std::string> argv = {SHMHUB_GUEST_PATH, "--segment=" + segment_};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    auto guest =
-        std::make_unique<SpawnedProcess>(argv, dir_.File(absl::StrCat("guest", ++guests_, ".err")));
-    EXPECT_TRUE(guest->WaitForLine("attached ").has_value()) << guest->Stderr();
-    return guest;
+  std::unique_ptr<SpawnedProcess> StartGuest(std::vector<std::string> flags) {
+    flags.insert(flags.begin(), "--segment=" + segment_);
+    return StartShmhubGuest(dir_, flags, absl::StrCat("guest", ++guests_, ".err"));
   }
 
   struct Reserved {
@@ -141,8 +140,8 @@ class ShmhubctlProcessTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  const std::string segment_ = dir_.File("hub");
   std::unique_ptr<SpawnedProcess> daemon_;
+  std::string segment_;
   std::string hub_;
   int daemons_ = 0;
   int ctl_runs_ = 0;

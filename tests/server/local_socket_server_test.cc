@@ -7,15 +7,14 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -25,69 +24,25 @@
 #include "shm/peer_table.h"
 #include "shm/segment.h"
 #include "tests/server/in_process_hub.h"
+#include "tests/server/local_socket_clients.h"
 
 namespace shmhub::server {
 namespace {
 
+using ::shmhub::server::testing::BootstrapAndClaim;
+using ::shmhub::server::testing::Claim;
+using ::shmhub::server::testing::ConnectTo;
 using ::shmhub::server::testing::InProcessHub;
+using ::shmhub::server::testing::LocalBootstrap;
+using ::shmhub::server::testing::LocalGuestClient;
+using ::shmhub::server::testing::RequestBootstrap;
+using ::shmhub::server::testing::RequestSpecBootstrap;
 using ::shmhub::server::testing::TestWatcher;
-
-constexpr std::chrono::milliseconds kReplyWait{10'000};
 
 void UseLocalSocket(HubConfig& config, const std::string& path) {
   config.socket_path = path;
   // Nothing here may be decided by heartbeats: only the socket's detectors.
   config.crash_timeout = absl::Minutes(10);
-}
-
-shm::UniqueFd Connect(const std::string& path) {
-  shm::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  struct sockaddr_un address {};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<const struct sockaddr*>(&address),
-                      sizeof(address)),
-            0)
-      << std::strerror(errno);
-  return fd;
-}
-
-void SendBytes(int fd, const void* bytes, size_t size) {
-  ASSERT_EQ(::send(fd, bytes, size, MSG_NOSIGNAL), static_cast<ssize_t>(size));
-}
-
-// One guest's bootstrap: the reply and everything it brought.
-struct Bootstrap {
-  shm::UniqueFd connection;
-  shm::ReceivedBootstrapResponse reply;
-};
-
-std::optional<Bootstrap> RequestVox(const std::string& socket_path) {
-  Bootstrap bootstrap{Connect(socket_path), {}};
-  const auto request = shm::EncodeVoxRequest();
-  SendBytes(bootstrap.connection.get(), request.data(), request.size());
-  absl::StatusOr<shm::ReceivedBootstrapResponse> reply = shm::ReceiveBootstrapResponse(
-      bootstrap.connection.get(), shm::BootstrapDialect::kVox, kReplyWait);
-  EXPECT_TRUE(reply.ok()) << reply.status();
-  if (!reply.ok()) return std::nullopt;
-  bootstrap.reply = *std::move(reply);
-  return bootstrap;
-}
-
-// Maps the segment the daemon sent and claims the Reserved slot, as a
-// guest does after bootstrap (§11.1).
-std::unique_ptr<shm::Segment> Claim(const Bootstrap& bootstrap, uint32_t* epoch) {
-  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
-      shm::Segment::AttachFd(bootstrap.reply.fds.at(1).get());
-  EXPECT_TRUE(segment.ok()) << segment.status();
-  if (!segment.ok()) return nullptr;
-  absl::StatusOr<shm::PeerEntryView> entry = (*segment)->peers().Entry(bootstrap.reply.response.peer_id);
-  EXPECT_TRUE(entry.ok()) << entry.status();
-  const shm::PeerPair pair = entry->LoadPair();
-  EXPECT_TRUE(pair.first.Is(shm::PeerState::kReserved));
-  *epoch = pair.second;
-  EXPECT_TRUE(entry->ClaimFenced(pair.second).ok());
-  return *std::move(segment);
 }
 
 v1::WatchEventsRequest FromTheStart() {
@@ -136,7 +91,7 @@ class LocalSocketServerTest : public ::testing::Test {
 
 TEST_F(LocalSocketServerTest, BootstrapReservesASlotAndSendsSegmentDoorbellAndMappingControl) {
   ASSERT_TRUE(hub_.ok());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
+  std::optional<LocalBootstrap> bootstrap = RequestBootstrap(socket_path_);
   ASSERT_TRUE(bootstrap.has_value());
   const shm::BootstrapResponse& response = bootstrap->reply.response;
   EXPECT_EQ(response.status, shm::BootstrapStatus::kSuccess);
@@ -150,20 +105,16 @@ TEST_F(LocalSocketServerTest, BootstrapReservesASlotAndSendsSegmentDoorbellAndMa
   EXPECT_EQ(peer.labels().at("pid"), std::to_string(::getpid()));
   EXPECT_EQ(peer.pid(), static_cast<uint32_t>(::getpid()));
 
-  uint32_t epoch = 0;
-  std::unique_ptr<shm::Segment> segment = Claim(*bootstrap, &epoch);
-  ASSERT_NE(segment, nullptr);
-  EXPECT_EQ(epoch, peer.epoch());
+  const std::optional<LocalGuestClient> guest = Claim(*std::move(bootstrap));
+  ASSERT_TRUE(guest.has_value());
+  EXPECT_EQ(guest->epoch, peer.epoch());
 }
 
 TEST_F(LocalSocketServerTest, ClaimedGuestHasDoorbellAndProcessDetectorsArmedAndIsMonitored) {
   ASSERT_TRUE(hub_.ok());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
-  ASSERT_TRUE(bootstrap.has_value());
-  uint32_t epoch = 0;
-  std::unique_ptr<shm::Segment> segment = Claim(*bootstrap, &epoch);
-  ASSERT_NE(segment, nullptr);
-  const v1::Peer peer = AwaitState(hub_, bootstrap->reply.response.peer_id, v1::PEER_STATE_ATTACHED);
+  const std::optional<LocalGuestClient> guest = BootstrapAndClaim(socket_path_);
+  ASSERT_TRUE(guest.has_value());
+  const v1::Peer peer = AwaitState(hub_, guest->peer_id, v1::PEER_STATE_ATTACHED);
   const auto& armed = peer.armed_detectors();
   EXPECT_NE(std::find(armed.begin(), armed.end(), v1::DETECTOR_DOORBELL), armed.end());
   EXPECT_NE(std::find(armed.begin(), armed.end(), v1::DETECTOR_PROCESS_EXIT), armed.end());
@@ -173,19 +124,16 @@ TEST_F(LocalSocketServerTest, ClaimedGuestHasDoorbellAndProcessDetectorsArmedAnd
 TEST_F(LocalSocketServerTest, ClosingTheDoorbellOfAnAttachedGuestIsACrashByDoorbell) {
   ASSERT_TRUE(hub_.ok());
   TestWatcher watcher(hub_.stub(), FromTheStart());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
-  ASSERT_TRUE(bootstrap.has_value());
-  const uint32_t peer_id = bootstrap->reply.response.peer_id;
-  uint32_t epoch = 0;
-  std::unique_ptr<shm::Segment> segment = Claim(*bootstrap, &epoch);
-  ASSERT_NE(segment, nullptr);
+  std::optional<LocalGuestClient> guest = BootstrapAndClaim(socket_path_);
+  ASSERT_TRUE(guest.has_value());
+  const uint32_t peer_id = guest->peer_id;
   AwaitState(hub_, peer_id, v1::PEER_STATE_ATTACHED);
 
-  bootstrap->reply.fds[0].Reset();  // our only copy of the guest's doorbell end
+  guest->HangUp();  // our only copy of the guest's doorbell end
   const std::optional<v1::PeerEvent> crashed = NextOfKind(watcher, v1::EVENT_KIND_CRASHED);
   ASSERT_TRUE(crashed.has_value());
   EXPECT_EQ(crashed->peer_id(), peer_id);
-  EXPECT_EQ(crashed->epoch(), epoch);
+  EXPECT_EQ(crashed->epoch(), guest->epoch);
   EXPECT_EQ(crashed->detector(), v1::DETECTOR_DOORBELL);
   EXPECT_TRUE(NextOfKind(watcher, v1::EVENT_KIND_RECOVERED).has_value());
   EXPECT_EQ(hub_.GetPeer(peer_id).last_detector(), v1::DETECTOR_DOORBELL);
@@ -194,7 +142,7 @@ TEST_F(LocalSocketServerTest, ClosingTheDoorbellOfAnAttachedGuestIsACrashByDoorb
 TEST_F(LocalSocketServerTest, GuestThatHangsUpBeforeClaimingReleasesItsSlot) {
   ASSERT_TRUE(hub_.ok());
   TestWatcher watcher(hub_.stub(), FromTheStart());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
+  std::optional<LocalBootstrap> bootstrap = RequestBootstrap(socket_path_);
   ASSERT_TRUE(bootstrap.has_value());
   const uint32_t peer_id = bootstrap->reply.response.peer_id;
   bootstrap->reply.fds.clear();
@@ -211,14 +159,10 @@ TEST_F(LocalSocketServerTest, GuestThatHangsUpBeforeClaimingReleasesItsSlot) {
 TEST_F(LocalSocketServerTest, GoodbyeStoredBeforeTheHangUpIsAnOrderlyLeaveNotACrash) {
   ASSERT_TRUE(hub_.ok());
   TestWatcher watcher(hub_.stub(), FromTheStart());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
-  ASSERT_TRUE(bootstrap.has_value());
-  const uint32_t peer_id = bootstrap->reply.response.peer_id;
-  uint32_t epoch = 0;
-  std::unique_ptr<shm::Segment> segment = Claim(*bootstrap, &epoch);
-  ASSERT_NE(segment, nullptr);
-  ASSERT_TRUE((*segment->peers().Entry(peer_id)).GoodbyeFenced(epoch).ok());
-  bootstrap->reply.fds.clear();
+  std::optional<LocalGuestClient> guest = BootstrapAndClaim(socket_path_);
+  ASSERT_TRUE(guest.has_value());
+  ASSERT_TRUE((*guest->segment->peers().Entry(guest->peer_id)).GoodbyeFenced(guest->epoch).ok());
+  guest->reply.fds.clear();
 
   std::vector<v1::EventKind> seen;
   ASSERT_TRUE(NextOfKind(watcher, v1::EVENT_KIND_RECOVERED, &seen).has_value());
@@ -233,16 +177,12 @@ TEST_F(LocalSocketServerTest, SpecRequestNamingAReservationRequestIdHandsOverTha
   reserve.set_owner("orchestrator");
   const v1::ReservePeerResponse reservation = hub_.Reserve(reserve);
 
-  shm::UniqueFd connection = Connect(socket_path_);
-  absl::StatusOr<std::vector<uint8_t>> request = shm::EncodeSpecRequest("job-7");
-  ASSERT_TRUE(request.ok());
-  SendBytes(connection.get(), request->data(), request->size());
-  absl::StatusOr<shm::ReceivedBootstrapResponse> reply =
-      shm::ReceiveBootstrapResponse(connection.get(), shm::BootstrapDialect::kSpec, kReplyWait);
-  ASSERT_TRUE(reply.ok()) << reply.status();
-  EXPECT_EQ(reply->response.status, shm::BootstrapStatus::kSuccess);
-  EXPECT_EQ(reply->response.peer_id, reservation.peer_id());
-  EXPECT_EQ(reply->fds.size(), 3u);
+  const std::optional<LocalBootstrap> bootstrap = RequestSpecBootstrap(socket_path_, "job-7");
+  ASSERT_TRUE(bootstrap.has_value());
+  const shm::ReceivedBootstrapResponse& reply = bootstrap->reply;
+  EXPECT_EQ(reply.response.status, shm::BootstrapStatus::kSuccess);
+  EXPECT_EQ(reply.response.peer_id, reservation.peer_id());
+  EXPECT_EQ(reply.fds.size(), 3u);
   const v1::Peer peer = hub_.GetPeer(reservation.peer_id());
   EXPECT_EQ(peer.owner(), "orchestrator");
   EXPECT_EQ(peer.epoch(), reservation.epoch());
@@ -251,23 +191,19 @@ TEST_F(LocalSocketServerTest, SpecRequestNamingAReservationRequestIdHandsOverTha
 
 TEST_F(LocalSocketServerTest, SpecRequestWithAnUnknownSessionIdGetsAnErrorReplyWithoutFds) {
   ASSERT_TRUE(hub_.ok());
-  shm::UniqueFd connection = Connect(socket_path_);
-  absl::StatusOr<std::vector<uint8_t>> request = shm::EncodeSpecRequest("no-such-job");
-  ASSERT_TRUE(request.ok());
-  SendBytes(connection.get(), request->data(), request->size());
-  absl::StatusOr<shm::ReceivedBootstrapResponse> reply =
-      shm::ReceiveBootstrapResponse(connection.get(), shm::BootstrapDialect::kSpec, kReplyWait);
-  ASSERT_TRUE(reply.ok()) << reply.status();
-  EXPECT_EQ(reply->response.status, shm::BootstrapStatus::kError);
-  EXPECT_TRUE(reply->fds.empty());
-  EXPECT_TRUE(absl::StrContains(reply->response.payload, "no-such-job"))
-      << reply->response.payload;
+  const std::optional<LocalBootstrap> bootstrap =
+      RequestSpecBootstrap(socket_path_, "no-such-job");
+  ASSERT_TRUE(bootstrap.has_value());
+  const shm::ReceivedBootstrapResponse& reply = bootstrap->reply;
+  EXPECT_EQ(reply.response.status, shm::BootstrapStatus::kError);
+  EXPECT_TRUE(reply.fds.empty());
+  EXPECT_TRUE(absl::StrContains(reply.response.payload, "no-such-job")) << reply.response.payload;
 }
 
 TEST_F(LocalSocketServerTest, UnknownRequestMagicIsClosedWithoutAReply) {
   ASSERT_TRUE(hub_.ok());
-  shm::UniqueFd connection = Connect(socket_path_);
-  SendBytes(connection.get(), "HELO", 4);
+  shm::UniqueFd connection = ConnectTo(socket_path_);
+  ASSERT_EQ(::send(connection.get(), "HELO", 4, MSG_NOSIGNAL), 4);
   timeval timeout{.tv_sec = 10, .tv_usec = 0};
   ASSERT_EQ(::setsockopt(connection.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)), 0);
   char byte = 0;
@@ -276,8 +212,8 @@ TEST_F(LocalSocketServerTest, UnknownRequestMagicIsClosedWithoutAReply) {
 
 TEST_F(LocalSocketServerTest, ASilentClientDoesNotHoldUpOtherGuestsAndIsDroppedLater) {
   ASSERT_TRUE(hub_.ok());
-  shm::UniqueFd silent = Connect(socket_path_);
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
+  shm::UniqueFd silent = ConnectTo(socket_path_);
+  std::optional<LocalBootstrap> bootstrap = RequestBootstrap(socket_path_);
   ASSERT_TRUE(bootstrap.has_value());
   EXPECT_EQ(bootstrap->reply.response.status, shm::BootstrapStatus::kSuccess);
 
@@ -289,14 +225,14 @@ TEST_F(LocalSocketServerTest, ASilentClientDoesNotHoldUpOtherGuestsAndIsDroppedL
 
 TEST_F(LocalSocketServerTest, FullHubAnswersWithAnErrorReplyNamingTheCause) {
   ASSERT_TRUE(hub_.ok());
-  std::vector<Bootstrap> guests;
+  std::vector<LocalBootstrap> guests;
   for (uint32_t i = 0; i < hub_.config().max_guests; ++i) {
-    std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
+    std::optional<LocalBootstrap> bootstrap = RequestBootstrap(socket_path_);
     ASSERT_TRUE(bootstrap.has_value());
     ASSERT_EQ(bootstrap->reply.response.status, shm::BootstrapStatus::kSuccess);
     guests.push_back(*std::move(bootstrap));
   }
-  std::optional<Bootstrap> refused = RequestVox(socket_path_);
+  std::optional<LocalBootstrap> refused = RequestBootstrap(socket_path_);
   ASSERT_TRUE(refused.has_value());
   EXPECT_EQ(refused->reply.response.status, shm::BootstrapStatus::kError);
   EXPECT_TRUE(absl::StrContains(refused->reply.response.payload, "occupied"))
@@ -306,16 +242,13 @@ TEST_F(LocalSocketServerTest, FullHubAnswersWithAnErrorReplyNamingTheCause) {
 
 TEST_F(LocalSocketServerTest, ShutdownRingsEveryGuestDoorbellAndRemovesTheSocket) {
   ASSERT_TRUE(hub_.ok());
-  std::optional<Bootstrap> bootstrap = RequestVox(socket_path_);
-  ASSERT_TRUE(bootstrap.has_value());
-  uint32_t epoch = 0;
-  std::unique_ptr<shm::Segment> segment = Claim(*bootstrap, &epoch);
-  ASSERT_NE(segment, nullptr);
-  AwaitState(hub_, bootstrap->reply.response.peer_id, v1::PEER_STATE_ATTACHED);
+  std::optional<LocalGuestClient> guest = BootstrapAndClaim(socket_path_);
+  ASSERT_TRUE(guest.has_value());
+  AwaitState(hub_, guest->peer_id, v1::PEER_STATE_ATTACHED);
 
   hub_.server().Shutdown();
-  EXPECT_TRUE(segment->HostGoodbye());
-  shm::Doorbell doorbell(shm::DoorbellEnd::kGuest, std::move(bootstrap->reply.fds[0]));
+  EXPECT_TRUE(guest->segment->HostGoodbye());
+  shm::Doorbell doorbell(shm::DoorbellEnd::kGuest, std::move(guest->reply.fds[0]));
   absl::StatusOr<shm::WaitResult> woken = doorbell.Wait(std::chrono::milliseconds(0));
   // Rung and then closed: the ring, or the hang-up right behind it.
   EXPECT_TRUE(woken.ok() ? *woken == shm::WaitResult::kWoken
