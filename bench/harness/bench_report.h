@@ -12,6 +12,7 @@
 #define SHMHUB_BENCH_HARNESS_BENCH_REPORT_H_
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -62,6 +63,9 @@ struct TargetRatio {
 
 class BenchReport {
  public:
+  // The series for (transport, payload), created empty on first use. The
+  // reference stays valid for the report's life: series live in deques,
+  // which never move their elements when they grow.
   ThroughputSeries& Throughput(const std::string& transport, uint32_t payload_bytes);
   RoundTripSeries& RoundTrip(const std::string& transport, uint32_t payload_bytes);
   const ThroughputSeries* FindThroughput(const std::string& transport,
@@ -79,8 +83,8 @@ class BenchReport {
   void PrintTable(std::ostream& out) const;
 
  private:
-  std::vector<ThroughputSeries> throughput_;
-  std::vector<RoundTripSeries> round_trip_;
+  std::deque<ThroughputSeries> throughput_;
+  std::deque<RoundTripSeries> round_trip_;
 };
 
 }  // namespace shmhub::bench
