@@ -30,14 +30,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/guest/guest.h"
+#include "client/program_flags.h"
 
 ABSL_FLAG(std::string, segment, "/dev/shm/shmhub",
           "Path of the hub segment to attach to. Ignored with --socket.");
@@ -94,25 +93,10 @@ int LeaveInOrder(shmhub::client::Guest& guest, const std::string& reason) {
   return 0;
 }
 
-// Waits up to `timeout` for a blocked SIGTERM/SIGINT; returns it, or 0.
-int WaitForSignal(const sigset_t& signals, absl::Duration timeout) {
-  const timespec ts = absl::ToTimespec(timeout);
-  const int sig = sigtimedwait(&signals, nullptr, &ts);
-  return sig > 0 ? sig : 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --help lists the flags of this file (absl's default looks for a file
-  // named after the binary).
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "guest_main.cc");
-  };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(
+  shmhub::client::ConfigureProgramUsage("guest_main.cc",
       "a shmhub guest: attaches to a hub segment, heartbeats, leaves in order.\n"
       "  shmhub-guest --peer_id=N --epoch=E    claim a slot reserved with `shmhubctl reserve`\n"
       "  shmhub-guest                          attach to the lowest free slot\n"
@@ -169,7 +153,7 @@ int main(int argc, char** argv) {
 
   const absl::Time deadline = absl::Now() + run_for;
   while (true) {
-    if (const int sig = WaitForSignal(signals, kPollPeriod); sig != 0) {
+    if (const int sig = shmhub::client::WaitForSignal(signals, kPollPeriod); sig != 0) {
       return LeaveInOrder(guest, sig == SIGTERM ? "signal SIGTERM" : "signal SIGINT");
     }
     if (guest.HostGoodbye()) {

@@ -27,9 +27,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -38,6 +36,7 @@
 #include "client/guest/guest.h"
 #include "client/guest/guest_link.h"
 #include "client/link/ring_link.h"
+#include "client/program_flags.h"
 
 ABSL_FLAG(std::string, socket, "/run/shmhub/hub.sock",
           "shmhubd's local socket (its --socket; its start line prints it).");
@@ -136,13 +135,7 @@ bool SignalPending(const sigset_t& signals) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "echo_guest.cc");
-  };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(
+  shmhub::client::ConfigureProgramUsage("echo_guest.cc",
       "a shmhub guest that sends frames of several sizes to the host application and checks\n"
       "their echoes (run examples/echo_host next to shmhubd first).\n"
       "  echo_guest --socket=/run/shmhub/hub.sock --rounds=100");

@@ -29,14 +29,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/host/host_app.h"
 #include "client/link/ring_link.h"
+#include "client/program_flags.h"
 
 ABSL_FLAG(std::string, socket, "/run/shmhub/hub.sock",
           "shmhubd's local socket (its --socket; its start line prints it).");
@@ -115,23 +114,10 @@ uint64_t Finish(Echoer& echoer) {
   return echoer.echoed->load(std::memory_order_relaxed);
 }
 
-// Waits up to `timeout` for a blocked SIGTERM/SIGINT; returns it, or 0.
-int WaitForSignal(const sigset_t& signals, absl::Duration timeout) {
-  const timespec ts = absl::ToTimespec(timeout);
-  const int sig = sigtimedwait(&signals, nullptr, &ts);
-  return sig > 0 ? sig : 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::FlagsUsageConfig usage_config;
-  usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "echo_host.cc");
-  };
-  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(
+  shmhub::client::ConfigureProgramUsage("echo_host.cc",
       "a shmhub data-plane host application that echoes every frame back to its guest.\n"
       "  echo_host --socket=/run/shmhub/hub.sock");
   if (absl::ParseCommandLine(argc, argv).size() > 1) {
@@ -156,7 +142,7 @@ int main(int argc, char** argv) {
   std::map<uint32_t, Echoer> echoers;  // by peer id
   int exit_code = 0;
   while (true) {
-    if (WaitForSignal(signals, absl::ZeroDuration()) != 0) break;
+    if (shmhub::client::WaitForSignal(signals, absl::ZeroDuration()) != 0) break;
     std::optional<HostEvent> event = (*app)->NextEvent(absl::Now() + absl::Milliseconds(100));
     if (!event.has_value()) continue;
     const std::string who =
