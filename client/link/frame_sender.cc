@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/link/asymmetric_fence.h"
 #include "client/link/ring_geometry.h"
 #include "shm/format.h"
 #include "shm/shm_error.h"
@@ -100,12 +101,18 @@ void FrameSender::FlushDoorbell() {
   if (!pending_) return;
   pending_ = false;
   if (!core_.has_doorbell()) return;
-  // Seq_cst: the producer's half of the Dekker handshake. Our commits (the
-  // release stores of `write` above) are ordered before the load of the
-  // consumer's position, and the consumer orders its last release of `read`
-  // before its re-load of `write` the same way. So either we see it caught
-  // up with us (and ring), or it sees our entries before it sleeps.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (core_.always_ring()) {
+    core_.RingPeer();
+    return;
+  }
+  // The producer's half of the Dekker handshake, the light one: it runs on
+  // every frame, the consumer's heavy half only before it sleeps
+  // (asymmetric_fence.h). Our commits (the release stores of `write` above)
+  // are ordered before the load of the consumer's position, and the
+  // consumer orders its last release of `read` before its re-load of
+  // `write`. So either we see it caught up with us (and ring), or it sees
+  // our entries before it sleeps.
+  AsymmetricFence::Light();
   const RingProgress::ConsumerPosition consumer = progress_.LoadConsumer();
   auto inside = [&](uint64_t position) {
     return position >= pending_begin_ && position < pending_end_;

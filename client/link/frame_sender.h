@@ -12,23 +12,24 @@
 // publishes the entry (§7.8). A send that fails after taking a slot gives it
 // back: a failed Send has sent nothing.
 //
-// When to ring (§10, made cheap). After committing, the producer issues a
-// seq_cst fence and loads the consumer's position; it rings only when that
+// When to ring (§10, made cheap). After committing, the producer passes a
+// store-load barrier (AsymmetricFence::Light: on every frame, so the light
+// half) and loads the consumer's position; it rings only when that
 // position lies inside what it committed since its last ring decision —
 // the consumer had caught up with everything older, so it may be asleep
 // waiting for exactly these entries. Otherwise the consumer is still busy
-// with older entries and, by the Dekker pairing (the consumer releases,
-// fences, then re-reads `write` before it sleeps), it will see ours without
-// a ring. SendBatch makes that decision once for the whole batch (and before
-// any wait inside it, since the consumer may sleep on a half-sent batch). A
-// receiver that holds views has not given their ring bytes back, so it
-// looks busy and gets no ring: its own waits re-check every max_backoff.
-// Also rung, as §10 asks: after a grant that published a wrap and failed.
-// Interop caveat: the rule needs the consumer to fence between its last
-// release of `read` and its final look at `write` before it sleeps, as
-// ours does (LinkCore::WaitUntil). §10 has Rust producers ring after every
-// commit instead, so a Rust consumer may not fence; it could then miss our
-// ring in the instant its release store is still in its store buffer.
+// with older entries and, by the Dekker pairing (the consumer gives its
+// ring bytes back, passes the heavy barrier, then re-reads `write` before it
+// sleeps), it will see ours without a ring. SendBatch makes that decision
+// once for the whole batch (and before any wait inside it, since the
+// consumer may sleep on a half-sent batch). A receiver that holds views has
+// not given their ring bytes back, so it looks busy and gets no ring: its
+// own waits re-check every max_backoff. Also rung, as §10 asks: after a
+// grant that published a wrap and failed.
+// Interop: the rule needs the consumer's half of the handshake, which only
+// shmhub links run. §10 has Rust producers ring after every commit, and a
+// Rust consumer sleeps without that half; links to Rust peers set
+// LinkOptions::always_ring, which rings after every Send and SendBatch.
 //
 // Waiting for space: a full ring or an exhausted pool class parks the sender
 // in LinkCore::WaitUntil; the receiver rings when its release may have made

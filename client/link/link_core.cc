@@ -5,22 +5,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/link/asymmetric_fence.h"
+#include "client/link/cpu_relax.h"
 #include "shm/shm_error.h"
 
 namespace shmhub::client {
 namespace {
-
-// Tells the core we are in a spin-wait: saves power and, on SMT, yields the
-// pipeline to a sibling thread that may be the other side.
-inline void CpuRelax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield" ::: "memory");
-#else
-#error "the hub format supports only x86-64 and AArch64 (format §1.1)"
-#endif
-}
 
 // The first sleep without a doorbell; doubled up to max_backoff.
 constexpr absl::Duration kFirstBackoff = absl::Microseconds(1);
@@ -95,6 +85,11 @@ bool LinkCore::Halted() const {
   // Relaxed: a snapshot for a decision the caller re-makes on every call;
   // it orders no other memory.
   return (flags_.load(std::memory_order_relaxed) & (kStopped | kBroken)) != 0;
+}
+
+bool LinkCore::Closed() const {
+  // Relaxed: as in Halted.
+  return (flags_.load(std::memory_order_relaxed) & kClosed) != 0;
 }
 
 void LinkCore::Close() {
@@ -188,39 +183,50 @@ void LinkCore::Sleep(uint64_t token, absl::Duration timeout) {
 }
 
 absl::Status LinkCore::WaitUntil(absl::Time deadline,
-                                 absl::FunctionRef<absl::StatusOr<bool>()> attempt) {
+                                 absl::FunctionRef<absl::StatusOr<bool>()> attempt,
+                                 absl::FunctionRef<void()> before_sleep) {
+  // The fast path: a call that succeeds at once reads no clock.
+  if (absl::Status open = CheckOpen(); !open.ok()) return open;
+  absl::StatusOr<bool> first = attempt();
+  if (!first.ok()) return first.status();
+  if (*first) return absl::OkStatus();
+
   const absl::Time spin_until = absl::Now() + options_.spin;
   absl::Duration backoff = kFirstBackoff;
   for (;;) {
-    if (absl::Status open = CheckOpen(); !open.ok()) return open;
-    absl::StatusOr<bool> done = attempt();
-    if (!done.ok()) return done.status();
-    if (*done) return absl::OkStatus();
     if (absl::Status peer = CheckPeer(); !peer.ok()) return peer;
     absl::Time now = absl::Now();
     if (now >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat(name_, ": deadline passed while waiting"));
     }
-    if (now < spin_until) {
+    if (now >= spin_until) {
+      // Acquire: pairs with WakeLocalWaiters; read before the re-check below
+      // so a wake-up after it is not lost.
+      const uint64_t token = wake_seq_.load(std::memory_order_acquire);
+      before_sleep();
+      // The waiter's half of the Dekker handshake (the heavy one, since we
+      // sleep at most once per spin, while the other side's half runs on
+      // every frame: asymmetric_fence.h). Our last index store (a commit,
+      // or the release of ring bytes before_sleep made) is ordered before
+      // the re-check's loads of the other side's index, so either we see
+      // its progress now or it sees ours and rings us.
+      AsymmetricFence::Heavy();
+      absl::StatusOr<bool> done = attempt();
+      if (!done.ok()) return done.status();
+      if (*done) return absl::OkStatus();
+      now = absl::Now();
+      if (now < deadline) {
+        const absl::Duration cap = doorbell_.has_value() ? options_.max_backoff : backoff;
+        Sleep(token, std::min(cap, deadline - now));
+        backoff = std::min(backoff * 2, options_.max_backoff);
+      }
+    } else {
       CpuRelax();
-      continue;
     }
-    // Acquire: pairs with WakeLocalWaiters; read before the re-check below
-    // so a wake-up after it is not lost.
-    const uint64_t token = wake_seq_.load(std::memory_order_acquire);
-    // Seq_cst: the waiter's half of the Dekker handshake. Our last index
-    // store (a commit or a release of ring bytes) is ordered before the
-    // re-check's loads of the other side's index, so either we see its
-    // progress now or it sees ours and rings us.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    done = attempt();
+    if (absl::Status open = CheckOpen(); !open.ok()) return open;
+    absl::StatusOr<bool> done = attempt();
     if (!done.ok()) return done.status();
     if (*done) return absl::OkStatus();
-    now = absl::Now();
-    if (now >= deadline) continue;  // reported by the next pass, after its checks
-    const absl::Duration cap = doorbell_.has_value() ? options_.max_backoff : backoff;
-    Sleep(token, std::min(cap, deadline - now));
-    backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
 

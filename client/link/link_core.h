@@ -19,9 +19,9 @@
 // the doorbell when there is one (at most max_backoff, rounded up to the
 // doorbell's 1 ms resolution, between re-checks), otherwise doubling sleeps
 // from 1 us up to max_backoff. Before each sleep the attempt runs once more
-// after a seq_cst fence: that is the waiter's half of the Dekker handshake
-// whose other half (store index, fence, load the other index, ring if the
-// other side may sleep) is in the sender and the receiver. Every loop ends on
+// after AsymmetricFence::Heavy(): that is the waiter's half of the Dekker
+// handshake whose other half (store index, fence, load the other index, ring
+// if the other side may sleep) is in the sender and the receiver. Every loop ends on
 // the deadline or a CheckOpen/CheckPeer failure, re-checked at least every
 // max_backoff (1 ms resolution with a doorbell).
 //
@@ -65,6 +65,8 @@ class LinkCore {
   uint32_t epoch() const { return epoch_; }
   LinkSide side() const { return side_; }
   bool has_doorbell() const { return doorbell_.has_value(); }
+  // LinkOptions::always_ring: ring on every update, not only for sleepers.
+  bool always_ring() const { return options_.always_ring; }
   // "guest 3 epoch 7" / "host link to peer 3 epoch 7", for messages.
   const std::string& name() const { return name_; }
 
@@ -81,6 +83,8 @@ class LinkCore {
   bool RingsStillOurs() const;
   // Stopped or broken: nothing of this link may touch the rings any more.
   bool Halted() const;
+  // Close() was called.
+  bool Closed() const;
 
   void Close();
   void Stop();
@@ -97,8 +101,12 @@ class LinkCore {
   // Runs `attempt` until it returns true (OK), returns an error (that
   // error), the link check fails (its error) or `deadline` passes
   // (DEADLINE_EXCEEDED). `attempt` runs at least once, even with a past
-  // deadline. See the file comment for how it waits.
-  absl::Status WaitUntil(absl::Time deadline, absl::FunctionRef<absl::StatusOr<bool>()> attempt);
+  // deadline; a first attempt that succeeds reads no clock. `before_sleep`
+  // runs before each sleep's last re-check (a receiver gives back the ring
+  // bytes it still owes there, so the producer can tell it may sleep). See
+  // the file comment for how it waits.
+  absl::Status WaitUntil(absl::Time deadline, absl::FunctionRef<absl::StatusOr<bool>()> attempt,
+                         absl::FunctionRef<void()> before_sleep = [] {});
 
  private:
   // Bits of flags_.

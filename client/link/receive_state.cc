@@ -42,6 +42,7 @@ ReceiveState::ReceiveState(std::shared_ptr<LinkCore> core, shm::UniqueFd mapping
       pool_(core_->segment().pool()),
       expected_owner_(core_->side() == LinkSide::kGuest ? shm::kHostPeerId : core_->peer_id()),
       largest_entry_(LargestEntry(core_->segment())),
+      give_back_chunk_(core_->segment().layout().ring_capacity / 8),
       header_(RingHeaderAt(core_->segment(), ReceiveRingHeaderOffset(
                                                   core_->segment(), core_->side(),
                                                   core_->peer_id()))),
@@ -50,7 +51,7 @@ ReceiveState::ReceiveState(std::shared_ptr<LinkCore> core, shm::UniqueFd mapping
 }
 
 size_t ReceiveState::outstanding() const {
-  absl::MutexLock lock(&mu_);
+  SpinLockHolder lock(&mu_);
   return outstanding_;
 }
 
@@ -132,41 +133,62 @@ absl::StatusOr<size_t> ReceiveState::Take(size_t max, absl::FunctionRef<void(con
 absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
                                                 absl::FunctionRef<void(const View&)> sink,
                                                 bool* ring) {
-  absl::MutexLock lock(&mu_);
+  SpinLockHolder lock(&mu_);
   if (absl::Status open = core_->CheckOpen(); !open.ok()) return open;
   // Once recovery may have reset the rings (or a new occupant owns them)
   // there is nothing of ours to read; the caller's CheckPeer says why.
   if (!core_->RingsStillOurs()) return 0;
-  *ring = GiveBackRingBytes();
-  absl::StatusOr<absl::Span<const uint8_t>> readable = ring_.TryRead();
-  if (!readable.ok()) {
-    // The producer is between its two wrap stores: nothing to read yet.
-    if (shm::ShmErrcOf(readable.status()) == shm::ShmErrc::kRingStalled) return 0;
-    return Corrupt(readable.status().message());
-  }
-  if (readable->size() < lead_) {
-    return Corrupt(absl::StrCat("the readable span shrank to ", readable->size(),
-                                " bytes under entries we hold"));
-  }
+  if (ShouldGiveBack()) *ring = GiveBackRingBytes();
   size_t taken = 0;
-  while (taken < max && readable->size() > lead_) {
-    absl::StatusOr<shm::Frame> frame = shm::ParseFrame(readable->subspan(lead_));
-    absl::StatusOr<std::optional<absl::Span<const uint8_t>>> payload =
-        frame.ok() ? Resolve(*frame) : Corrupt(frame.status().message());
-    // Frames before a corrupt one are still delivered; the link is broken
-    // already, so the next call reports it.
-    if (!payload.ok()) return taken != 0 ? absl::StatusOr<size_t>(taken) : payload.status();
-    if (!payload->has_value()) break;
-    std::optional<shm::SlotRef> slot;
-    if (frame->kind == shm::FrameKind::kSlotRef) slot = frame->slot_ref;
-    held_.push_back(
-        Held{frame->total_len, false, frame->kind == shm::FrameKind::kMmapRef, slot});
-    lead_ += frame->total_len;
-    ++outstanding_;
-    ++taken;
-    sink(View{**payload, first_token_ + held_.size() - 1});
+  for (;;) {
+    absl::StatusOr<absl::Span<const uint8_t>> readable = ring_.TryRead();
+    if (!readable.ok()) {
+      // The producer is between its two wrap stores: nothing more to read yet.
+      if (shm::ShmErrcOf(readable.status()) == shm::ShmErrc::kRingStalled) return taken;
+      absl::Status corrupt = Corrupt(readable.status().message());
+      return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
+    }
+    // Right after TryRead the producer's words are in our cache: note
+    // whether it may be blocked on a full ring, so the next release gives
+    // its bytes back at once instead of waiting for a chunk.
+    // Relaxed: our own word.
+    producer_may_block_ =
+        ProducerMayBeBlocked(Word(header_->read).load(std::memory_order_relaxed));
+    if (readable->size() < lead_) {
+      absl::Status corrupt = Corrupt(absl::StrCat("the readable span shrank to ",
+                                                  readable->size(), " bytes under entries we hold"));
+      return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
+    }
+    while (taken < max && readable->size() > lead_) {
+      absl::StatusOr<shm::Frame> frame = shm::ParseFrame(readable->subspan(lead_));
+      absl::StatusOr<std::optional<absl::Span<const uint8_t>>> payload =
+          frame.ok() ? Resolve(*frame) : Corrupt(frame.status().message());
+      // Frames before a corrupt one are still delivered; the link is broken
+      // already, so the next call reports it.
+      if (!payload.ok()) return taken != 0 ? absl::StatusOr<size_t>(taken) : payload.status();
+      if (!payload->has_value()) return taken;
+      std::optional<shm::SlotRef> slot;
+      if (frame->kind == shm::FrameKind::kSlotRef) slot = frame->slot_ref;
+      held_.push_back(
+          Held{frame->total_len, false, frame->kind == shm::FrameKind::kMmapRef, slot});
+      lead_ += frame->total_len;
+      ++outstanding_;
+      ++taken;
+      sink(View{**payload, first_token_ + held_.size() - 1});
+    }
+    // A wrapped ring's span ends at the watermark, and the front becomes
+    // readable only once the whole tail is given back. When every entry of
+    // the tail has been released already, give it back now instead of at
+    // the next chunk (which, with nothing readable, would never come before
+    // the receiver sleeps): once per lap.
+    // Acquire: as TryRead loads the watermark; a stale 0 only defers this.
+    if (taken == max || lead_ == 0 || unreturned_ != lead_ ||
+        Word(header_->watermark).load(std::memory_order_acquire) == 0) {
+      return taken;
+    }
+    *ring = GiveBackRingBytes() || *ring;
+    if (unreturned_ != 0) return taken;  // stalled or halted: retried later
   }
-  return taken;
 }
 
 bool ReceiveState::GiveBackRingBytes() {
@@ -183,26 +205,46 @@ bool ReceiveState::GiveBackRingBytes() {
   }
   lead_ -= unreturned_;
   unreturned_ = 0;
+  unreturned_mmap_ = false;
+  if (core_->always_ring()) return true;
   // Seq_cst: the consumer's half of the Dekker handshake. Our release of
   // `read` is ordered before the loads of the producer's indexes below, and
   // the producer orders its failed grant's loads after a fence too: either
   // it sees our release on its re-try, or we see the indexes it failed with.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  return ProducerMayBeBlocked(read_before);
+}
+
+bool ReceiveState::ProducerMayBeBlocked(uint32_t read) const {
   // Acquire, write before watermark as a consumer loads them (§6.5).
   const uint32_t write = Word(header_->write).load(std::memory_order_acquire);
   const uint32_t watermark = Word(header_->watermark).load(std::memory_order_acquire);
   const uint32_t capacity = ring_.capacity();
-  // A wrapped ring whose write is not below our old read is between the
-  // producer's two wrap stores: it may be waiting, ring.
-  if (watermark != 0 && write >= read_before) return true;
-  if (write > capacity || read_before > capacity) return true;
-  return !Fits(write, read_before, largest_entry_, capacity);
+  // A wrapped ring whose write is not below `read` is between the
+  // producer's two wrap stores: it may be waiting.
+  if (watermark != 0 && write >= read) return true;
+  if (write > capacity || read > capacity) return true;
+  return !Fits(write, read, largest_entry_, capacity);
+}
+
+bool ReceiveState::ShouldGiveBack() const {
+  return unreturned_ != 0 &&
+         (unreturned_mmap_ || producer_may_block_ || unreturned_ >= give_back_chunk_);
+}
+
+void ReceiveState::GiveBackOwed() {
+  bool ring = false;
+  {
+    SpinLockHolder lock(&mu_);
+    ring = GiveBackRingBytes();
+  }
+  if (ring) core_->RingPeer();
 }
 
 void ReceiveState::Release(uint64_t token) {
   bool ring = false;
   {
-    absl::MutexLock lock(&mu_);
+    SpinLockHolder lock(&mu_);
     if (token < first_token_ || token - first_token_ >= held_.size()) return;
     Held& held = held_[token - first_token_];
     if (held.released) return;
@@ -220,20 +262,15 @@ void ReceiveState::Release(uint64_t token) {
             .IgnoreError();
       }
     }
-    bool owes_mmap = false;
     while (!held_.empty() && held_.front().released) {
       unreturned_ += held_.front().total_len;
-      owes_mmap = owes_mmap || held_.front().mmap;
+      unreturned_mmap_ = unreturned_mmap_ || held_.front().mmap;
       held_.pop_front();
       ++first_token_;
     }
-    // Giving bytes back costs a fence and a load of the producer's line, so
-    // views released in a burst (a ReceiveBatch) give theirs back together:
-    // at the last outstanding view, once an eighth of the ring is owed, or
-    // at once for a MMAP_REF (its sender reuses the region only when the
-    // ring moves past it). Otherwise the bytes wait at most for the next
-    // Take.
-    if (outstanding_ == 0 || owes_mmap || unreturned_ >= ring_.capacity() / 8) {
+    // A closed link takes no more Receive calls (nor their sleeps, which
+    // give owed bytes back): its last view gives them back.
+    if (ShouldGiveBack() || (outstanding_ == 0 && core_->Closed())) {
       ring = GiveBackRingBytes() || ring;
     }
   }

@@ -24,17 +24,25 @@
 // skipped after it (§7.7: no resync).
 //
 // Releasing. A view's release frees its slot at once (any order) and gives
-// ring bytes back in ring order: when no view is outstanding any more, once
-// capacity/8 bytes are owed, when a MMAP_REF entry is among them (its
-// sender reuses the region only once the ring has moved past it), or at the
-// next Take — so views released in a burst give their bytes back with one
-// ring release, and a receiver that keeps some views while waiting
-// elsewhere holds back less than capacity/8 bytes of the producer's room.
-// Each ring release is followed by a seq_cst
-// fence and a look at the producer's indexes: if the largest entry the
-// producer can write would not have fitted before our release, it may be
-// blocked on a full ring and we ring it (the consumer's half of the Dekker
-// handshake whose producer half is "fail to grant, fence, re-try, sleep").
+// ring bytes back in ring order, in chunks: once capacity/8 bytes are owed
+// (at a Release or the next Take), at once when a MMAP_REF entry is among
+// them (its sender reuses the region only once the ring has moved past it)
+// or when the producer looked blocked on a full ring at the last Take, and
+// — all of them — before the receiving thread sleeps (GiveBackOwed, run by
+// LinkCore::WaitUntil's before_sleep), when TryReceive finds nothing, when
+// the link is closed, and at the last view of a closed link. A busy stream thus moves the
+// shared `read` word once per chunk, not once per frame: the producer's
+// look at it (its doorbell rule, ring_progress.h) stays a cache hit and
+// sees a consumer that is "behind", so it does not ring; a consumer about
+// to sleep has caught up in `read` too, so the producer rings it. Owed
+// bytes never block the producer alone (a chunk is far larger than the
+// largest entry).
+// Each ring release is followed by a seq_cst fence and a look at the
+// producer's indexes: if the largest entry the producer can write would not
+// have fitted before our release, it may be blocked on a full ring and we
+// ring it (the consumer's half of the Dekker handshake whose producer half
+// is "fail to grant, fence, re-try, sleep"). With LinkOptions::always_ring
+// every ring release rings (§10: "after consuming entries").
 // A freed slot rings when its class's free stack was empty as our push
 // landed (the slot's next_free reads kSlotEnd afterwards): a sender that
 // found the class exhausted may be asleep for exactly that. That covers our
@@ -48,7 +56,8 @@
 // link means the peer freed our slot, which breaks the link.
 //
 // Thread-safety: one thread receives at a time (RingLink's rule); Release
-// may run on any thread, concurrently with receiving. A mutex orders them.
+// may run on any thread, concurrently with receiving. A SpinLock orders
+// them (spin_lock.h: the critical sections are short and rarely contended).
 #ifndef SHMHUB_CLIENT_LINK_RECEIVE_STATE_H_
 #define SHMHUB_CLIENT_LINK_RECEIVE_STATE_H_
 
@@ -62,10 +71,10 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "client/link/link_core.h"
+#include "client/link/spin_lock.h"
 #include "shm/bip_buffer.h"
 #include "shm/frame.h"
 #include "shm/mapping_table.h"
@@ -99,6 +108,10 @@ class ReceiveState {
   // Gives the view `token` back. Idempotent per token.
   void Release(uint64_t token);
 
+  // Gives every owed ring byte back now (rings the producer if it may be
+  // waiting for that room). The receiving thread calls it before it sleeps.
+  void GiveBackOwed();
+
   size_t outstanding() const;
   LinkCore& core() const { return *core_; }
 
@@ -125,6 +138,12 @@ class ReceiveState {
   // Gives unreturned_ bytes back to the ring if the link may still touch
   // it; true when the producer may be waiting for that room.
   bool GiveBackRingBytes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the owed bytes are worth a ring release now (a chunk, a
+  // MMAP_REF among them, or a producer that may be blocked).
+  bool ShouldGiveBack() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the largest entry the producer writes would not fit with our
+  // `read` at `read`: it may be waiting for room.
+  bool ProducerMayBeBlocked(uint32_t read) const;
 
   const std::shared_ptr<LinkCore> core_;
   shm::VarSlotPool pool_;
@@ -132,9 +151,11 @@ class ReceiveState {
   // The largest entry the producer writes (§7.6 with the segment's policy,
   // at least a MMAP_REF): the room it may be waiting for.
   const uint32_t largest_entry_;
+  // Owed bytes worth one ring release: capacity/8.
+  const uint32_t give_back_chunk_;
   shm::RingHeader* const header_;
 
-  mutable absl::Mutex mu_;
+  mutable SpinLock mu_;
   shm::BipBuffer ring_ ABSL_GUARDED_BY(mu_);
   std::optional<shm::MappingReceiver> mappings_ ABSL_GUARDED_BY(mu_);
   // Views not yet given back to the ring, oldest first; front is token
@@ -147,6 +168,11 @@ class ReceiveState {
   // Bytes of released views not yet given back to the ring (the D-2 guard
   // stalled, or the link may no longer touch the ring).
   uint32_t unreturned_ ABSL_GUARDED_BY(mu_) = 0;
+  // Whether a MMAP_REF entry is among the unreturned_ bytes.
+  bool unreturned_mmap_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether the producer looked blocked on a full ring at the last Take
+  // (a hint: a stale value costs an early ring release or a later one).
+  bool producer_may_block_ ABSL_GUARDED_BY(mu_) = false;
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   // When the entry at lead_ was first seen naming an unknown mapping.
   std::optional<absl::Time> unknown_key_since_ ABSL_GUARDED_BY(mu_);

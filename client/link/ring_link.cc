@@ -78,7 +78,7 @@ RingLink::RingLink(std::shared_ptr<LinkCore> core, std::unique_ptr<FrameSender> 
                    std::shared_ptr<ReceiveState> receiver)
     : core_(std::move(core)), sender_(std::move(sender)), receiver_(std::move(receiver)) {}
 
-RingLink::~RingLink() { core_->Close(); }
+RingLink::~RingLink() { Close(); }
 
 ReceivedFrame RingLink::MakeFrame(const std::shared_ptr<ReceiveState>& receiver,
                                   absl::Span<const uint8_t> data, uint64_t token) {
@@ -110,7 +110,7 @@ absl::StatusOr<ReceivedFrame> RingLink::Receive(absl::Time deadline) {
     });
     if (!taken.ok()) return taken.status();
     return *taken != 0;
-  });
+  }, [&] { receiver_->GiveBackOwed(); });
   if (!status.ok()) return status;
   return frame;
 }
@@ -121,9 +121,11 @@ absl::StatusOr<std::optional<ReceivedFrame>> RingLink::TryReceive() {
     frame = MakeFrame(receiver_, view.data, view.token);
   });
   if (!taken.ok()) return taken.status();
-  // Nothing ready: say so, unless nothing ever will be.
+  // Nothing ready: say so, unless nothing ever will be. The caller may now
+  // wait elsewhere, so the ring bytes still owed go back, as before a sleep.
   if (*taken == 0) {
     if (absl::Status peer = core_->CheckPeer(); !peer.ok()) return peer;
+    receiver_->GiveBackOwed();
   }
   return frame;
 }
@@ -139,12 +141,17 @@ absl::StatusOr<std::vector<ReceivedFrame>> RingLink::ReceiveBatch(size_t max,
         });
     if (!taken.ok()) return taken.status();
     return *taken != 0;
-  });
+  }, [&] { receiver_->GiveBackOwed(); });
   if (!status.ok()) return status;
   return frames;
 }
 
-void RingLink::Close() { core_->Close(); }
+void RingLink::Close() {
+  // Receive calls (and their sleeps, which give owed ring bytes back) end
+  // here, so the bytes of views already released go back now.
+  receiver_->GiveBackOwed();
+  core_->Close();
+}
 
 void RingLink::Stop() { core_->Stop(); }
 

@@ -9,7 +9,8 @@
 // Bytes never pass through the kernel on the hot path. A doorbell, when the
 // link has one, is rung only when the other side may be asleep (the ring
 // was empty before our commit, or was full before our release), so a busy
-// stream makes no system calls.
+// stream makes no system calls (LinkOptions::always_ring rings on every
+// update instead, for peers that are not shmhub links).
 //
 // Sending. Send() picks the tier by the format's rule (shm::ChooseTier):
 // inline in the ring, SLOT_REF (payload copied into a pool slot), or
@@ -24,7 +25,9 @@
 // payload (into the ring for inline frames, into the pool slot or mapping
 // otherwise) that stays valid until it is released or destroyed. Releasing
 // a SLOT_REF frame frees its pool slot; ring space is given back in ring
-// order, so an older view still held keeps newer ring bytes reserved.
+// order, so an older view still held keeps newer ring bytes reserved, and in
+// chunks (receive_state.h says when), so a busy stream touches the shared
+// read index once per chunk.
 // Frames are read ahead of held views only up to the ring's wrap point:
 // while a view from a wrapped ring's tail is held, frames at the front wait
 // for its release, so a receiver that keeps views should release them
@@ -83,6 +86,13 @@ struct LinkOptions {
   // The longest single sleep while backing off without a doorbell (and the
   // longest doorbell wait between re-checks of host_goodbye and our entry).
   absl::Duration max_backoff = absl::Milliseconds(1);
+  // Ring the doorbell after every send and every release of ring bytes, as
+  // format §10 lists, instead of only when the other side may be asleep.
+  // Set it when the peer is not a shmhub link (a Rust shm-primitives guest
+  // or host): it sleeps on the doorbell without the store-load handshake
+  // our rule pairs with, and would otherwise sleep through a ring we never
+  // sent. Costs a system call per Send.
+  bool always_ring = false;
 };
 
 // What a link is built from. The segment must outlive the link.

@@ -162,23 +162,49 @@ TEST_F(RingLinkTest, ViewsReleasedOutOfOrderGiveRingBytesBackInRingOrder) {
   EXPECT_EQ(Copy(views[0].data()), Pattern(0, 100));
   views[0].Release();
   EXPECT_EQ(host_->outstanding_views(), 0u);
+  // Less than a chunk is owed: it goes back when the receiver finds nothing.
+  absl::StatusOr<std::optional<ReceivedFrame>> none = host_->TryReceive();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
   EXPECT_EQ(GuestToHost().Occupancy(), 0u);
 }
 
-TEST_F(RingLinkTest, RingBytesOwedWhileAViewIsHeldAreGivenBackByTheNextReceive) {
+TEST_F(RingLinkTest, OwedRingBytesWaitForAChunkWhileTheReceiverIsBusyAndGoBackBeforeItSleeps) {
   Build();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(guest_->Send(Bytes(Pattern(i, 100)), Soon()).ok());
+  const uint32_t entry = shm::InlineFrameSize(100);
   absl::StatusOr<ReceivedFrame> first = host_->Receive(Soon());
   absl::StatusOr<ReceivedFrame> second = host_->Receive(Soon());
   ASSERT_TRUE(first.ok() && second.ok());
   first->Release();
-  // One view is still out: the first entry's bytes are owed, not yet given.
-  EXPECT_EQ(GuestToHost().Occupancy(), 3 * shm::InlineFrameSize(100));
   absl::StatusOr<ReceivedFrame> third = host_->Receive(Soon());
   ASSERT_TRUE(third.ok()) << third.status();
-  EXPECT_EQ(GuestToHost().Occupancy(), 2 * shm::InlineFrameSize(100));
+  EXPECT_EQ(GuestToHost().Occupancy(), 3 * entry) << "one entry owed: less than a chunk";
+  // Nothing more arrives: before the receiver sleeps it gives back what it
+  // owes, up to the view it still holds.
+  EXPECT_EQ(host_->Receive(Shortly()).status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(GuestToHost().Occupancy(), 2 * entry);
   EXPECT_EQ(Copy(second->data()), Pattern(1, 100));
   EXPECT_EQ(Copy(third->data()), Pattern(2, 100));
+}
+
+TEST_F(RingLinkTest, ABusyReceiverGivesRingBytesBackOncePerEighthOfTheRing) {
+  Build();
+  const uint32_t entry = shm::InlineFrameSize(100);
+  const uint32_t chunk = GuestToHost().capacity() / 8;
+  const int frames = static_cast<int>(chunk / entry) + 3;
+  for (int i = 0; i < frames; ++i) ASSERT_TRUE(guest_->Send(Bytes(Pattern(i, 100)), Soon()).ok());
+  uint32_t lowest = GuestToHost().Occupancy();
+  int drops = 0;
+  for (int i = 0; i < frames; ++i) {
+    ExpectReceive(*host_, Pattern(i, 100));
+    const uint32_t now = GuestToHost().Occupancy();
+    if (now < lowest) ++drops;
+    lowest = std::min(lowest, now);
+  }
+  EXPECT_EQ(drops, 1) << "one chunk went back while receiving";
+  EXPECT_GE(static_cast<uint32_t>(frames) * entry - lowest, chunk);
+  EXPECT_LT(lowest, chunk) << "what is still owed is less than a chunk";
 }
 
 TEST_F(RingLinkTest, ViewsStayValidAfterCloseAndAfterTheLinkIsDestroyed) {
@@ -299,8 +325,27 @@ TEST_F(RingLinkTest, ProducerRingsOnlyWhenTheConsumerHasCaughtUp) {
   EXPECT_EQ(RingsQueuedAtHost(), 1);
   for (int i = 0; i < 3; ++i) ExpectReceive(*host_, Pattern(i, 40));
   ASSERT_TRUE(guest_->Send(Bytes(Pattern(3, 40)), Soon()).ok());
+  EXPECT_EQ(RingsQueuedAtHost(), 1) << "a consumer that still owes ring bytes is busy";
+  ExpectReceive(*host_, Pattern(3, 40));
+  // Finding nothing, the consumer gives its bytes back, as before a sleep.
+  absl::StatusOr<std::optional<ReceivedFrame>> none = host_->TryReceive();
+  ASSERT_TRUE(none.ok()) << none.status();
+  ASSERT_FALSE(none->has_value());
+  ASSERT_TRUE(guest_->Send(Bytes(Pattern(4, 40)), Soon()).ok());
   EXPECT_EQ(RingsQueuedAtHost(), 2) << "the consumer had caught up, so it may sleep";
   EXPECT_EQ(RingsQueuedAtGuest(), 0) << "no release came near a full ring";
+}
+
+TEST_F(RingLinkTest, AlwaysRingRingsOnEverySendAndEveryRingRelease) {
+  link_test::PairOptions options;
+  options.link.always_ring = true;
+  Build(options);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(guest_->Send(Bytes(Pattern(i, 40)), Soon()).ok());
+  EXPECT_EQ(RingsQueuedAtHost(), 3);
+  for (int i = 0; i < 3; ++i) ExpectReceive(*host_, Pattern(i, 40));
+  absl::StatusOr<std::optional<ReceivedFrame>> none = host_->TryReceive();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(RingsQueuedAtGuest(), 1) << "the bytes went back in one release, which rang";
 }
 
 TEST_F(RingLinkTest, ConsumerRingsWhenItsReleaseMakesRoomInAFullRing) {
