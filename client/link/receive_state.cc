@@ -141,26 +141,43 @@ absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
   if (ShouldGiveBack()) *ring = GiveBackRingBytes();
   size_t taken = 0;
   for (;;) {
-    absl::StatusOr<absl::Span<const uint8_t>> readable = ring_.TryRead();
-    if (!readable.ok()) {
-      // The producer is between its two wrap stores: nothing more to read yet.
-      if (shm::ShmErrcOf(readable.status()) == shm::ShmErrc::kRingStalled) return taken;
-      absl::Status corrupt = Corrupt(readable.status().message());
-      return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
+    if (readable_.size() <= lead_) {
+      // Everything we knew to be readable is parsed: look at `write` again
+      // (the load that misses in the cache when the producer is busy, so
+      // it is made once per burst of entries, not once per entry).
+      absl::StatusOr<absl::Span<const uint8_t>> readable = ring_.TryRead();
+      if (!readable.ok()) {
+        // The producer is between its two wrap stores: nothing more yet.
+        if (shm::ShmErrcOf(readable.status()) == shm::ShmErrc::kRingStalled) return taken;
+        absl::Status corrupt = Corrupt(readable.status().message());
+        return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
+      }
+      if (readable->size() < lead_) {
+        absl::Status corrupt = Corrupt(absl::StrCat(
+            "the readable span shrank to ", readable->size(), " bytes under entries we hold"));
+        return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
+      }
+      readable_ = *readable;
+      if (readable_.size() == lead_) {
+        // Nothing new. A wrapped ring's span ends at the watermark, and the
+        // front becomes readable only once the whole tail is given back.
+        // When every entry of the tail has been released already, give it
+        // back now instead of at the next chunk (which, with nothing
+        // readable, would never come before the receiver sleeps): once per
+        // lap.
+        // Acquire: as TryRead loads the watermark; a stale 0 only defers
+        // this.
+        if (lead_ == 0 || unreturned_ != lead_ ||
+            Word(header_->watermark).load(std::memory_order_acquire) == 0) {
+          return taken;
+        }
+        *ring = GiveBackRingBytes() || *ring;
+        if (unreturned_ != 0) return taken;  // stalled or halted: retried later
+        continue;
+      }
     }
-    // Right after TryRead the producer's words are in our cache: note
-    // whether it may be blocked on a full ring, so the next release gives
-    // its bytes back at once instead of waiting for a chunk.
-    // Relaxed: our own word.
-    producer_may_block_ =
-        ProducerMayBeBlocked(Word(header_->read).load(std::memory_order_relaxed));
-    if (readable->size() < lead_) {
-      absl::Status corrupt = Corrupt(absl::StrCat("the readable span shrank to ",
-                                                  readable->size(), " bytes under entries we hold"));
-      return taken != 0 ? absl::StatusOr<size_t>(taken) : corrupt;
-    }
-    while (taken < max && readable->size() > lead_) {
-      absl::StatusOr<shm::Frame> frame = shm::ParseFrame(readable->subspan(lead_));
+    while (taken < max && readable_.size() > lead_) {
+      absl::StatusOr<shm::Frame> frame = shm::ParseFrame(readable_.subspan(lead_));
       absl::StatusOr<std::optional<absl::Span<const uint8_t>>> payload =
           frame.ok() ? Resolve(*frame) : Corrupt(frame.status().message());
       // Frames before a corrupt one are still delivered; the link is broken
@@ -176,18 +193,7 @@ absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
       ++taken;
       sink(View{**payload, first_token_ + held_.size() - 1});
     }
-    // A wrapped ring's span ends at the watermark, and the front becomes
-    // readable only once the whole tail is given back. When every entry of
-    // the tail has been released already, give it back now instead of at
-    // the next chunk (which, with nothing readable, would never come before
-    // the receiver sleeps): once per lap.
-    // Acquire: as TryRead loads the watermark; a stale 0 only defers this.
-    if (taken == max || lead_ == 0 || unreturned_ != lead_ ||
-        Word(header_->watermark).load(std::memory_order_acquire) == 0) {
-      return taken;
-    }
-    *ring = GiveBackRingBytes() || *ring;
-    if (unreturned_ != 0) return taken;  // stalled or halted: retried later
+    if (taken == max) return taken;
   }
 }
 
@@ -203,6 +209,14 @@ bool ReceiveState::GiveBackRingBytes() {
     }
     return false;
   }
+  // Relaxed: our own word. Unless the release reset a wrapped ring, the
+  // span we know to be readable starts that much later now.
+  const uint32_t read_after = Word(header_->read).load(std::memory_order_relaxed);
+  if (read_after == read_before + unreturned_ && unreturned_ <= readable_.size()) {
+    readable_ = readable_.subspan(unreturned_);
+  } else {
+    readable_ = {};
+  }
   lead_ -= unreturned_;
   unreturned_ = 0;
   unreturned_mmap_ = false;
@@ -212,24 +226,19 @@ bool ReceiveState::GiveBackRingBytes() {
   // the producer orders its failed grant's loads after a fence too: either
   // it sees our release on its re-try, or we see the indexes it failed with.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  return ProducerMayBeBlocked(read_before);
-}
-
-bool ReceiveState::ProducerMayBeBlocked(uint32_t read) const {
   // Acquire, write before watermark as a consumer loads them (§6.5).
   const uint32_t write = Word(header_->write).load(std::memory_order_acquire);
   const uint32_t watermark = Word(header_->watermark).load(std::memory_order_acquire);
   const uint32_t capacity = ring_.capacity();
-  // A wrapped ring whose write is not below `read` is between the
-  // producer's two wrap stores: it may be waiting.
-  if (watermark != 0 && write >= read) return true;
-  if (write > capacity || read > capacity) return true;
-  return !Fits(write, read, largest_entry_, capacity);
+  // A wrapped ring whose write is not below our old read is between the
+  // producer's two wrap stores: it may be waiting, ring.
+  if (watermark != 0 && write >= read_before) return true;
+  if (write > capacity || read_before > capacity) return true;
+  return !Fits(write, read_before, largest_entry_, capacity);
 }
 
 bool ReceiveState::ShouldGiveBack() const {
-  return unreturned_ != 0 &&
-         (unreturned_mmap_ || producer_may_block_ || unreturned_ >= give_back_chunk_);
+  return unreturned_ != 0 && (unreturned_mmap_ || unreturned_ >= give_back_chunk_);
 }
 
 void ReceiveState::GiveBackOwed() {

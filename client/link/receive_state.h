@@ -7,7 +7,9 @@
 // them) reserved, so the shared `read` index only moves when the oldest
 // views are released. The receiver parses ahead of it: `lead_` counts the
 // bytes of entries handed out but not yet given back, and new entries are
-// parsed from TryRead's span at that offset. TryRead's span stops at the
+// parsed from TryRead's span at that offset. The span is kept between
+// calls and TryRead (whose load of the producer's `write` is a cache miss
+// whenever the producer is busy) runs again only once it is used up. TryRead's span stops at the
 // wrap, so while a view of a wrapped ring's tail is held, entries at the
 // front stay unread until it is released.
 //
@@ -26,11 +28,15 @@
 // Releasing. A view's release frees its slot at once (any order) and gives
 // ring bytes back in ring order, in chunks: once capacity/8 bytes are owed
 // (at a Release or the next Take), at once when a MMAP_REF entry is among
-// them (its sender reuses the region only once the ring has moved past it)
-// or when the producer looked blocked on a full ring at the last Take, and
-// — all of them — before the receiving thread sleeps (GiveBackOwed, run by
-// LinkCore::WaitUntil's before_sleep), when TryReceive finds nothing, when
-// the link is closed, and at the last view of a closed link. A busy stream thus moves the
+// them (its sender reuses the region only once the ring has moved past it),
+// and — all of them — before the receiving thread sleeps (GiveBackOwed,
+// run by LinkCore::WaitUntil's before_sleep), when TryReceive finds
+// nothing, when the link is closed, and at the last view of a closed link.
+// Also when the ring is full: a producer blocked on it gets its room back a
+// chunk at a time, with one ring per chunk rather than one per frame (a
+// consumer slower than its producer keeps the ring full, so per-frame
+// give-back would cost a system call per frame exactly when the consumer
+// is the bottleneck). A busy stream thus moves the
 // shared `read` word once per chunk, not once per frame: the producer's
 // look at it (its doorbell rule, ring_progress.h) stays a cache hit and
 // sees a consumer that is "behind", so it does not ring; a consumer about
@@ -138,12 +144,9 @@ class ReceiveState {
   // Gives unreturned_ bytes back to the ring if the link may still touch
   // it; true when the producer may be waiting for that room.
   bool GiveBackRingBytes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether the owed bytes are worth a ring release now (a chunk, a
-  // MMAP_REF among them, or a producer that may be blocked).
+  // Whether the owed bytes are worth a ring release now (a chunk, or a
+  // MMAP_REF among them).
   bool ShouldGiveBack() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether the largest entry the producer writes would not fit with our
-  // `read` at `read`: it may be waiting for room.
-  bool ProducerMayBeBlocked(uint32_t read) const;
 
   const std::shared_ptr<LinkCore> core_;
   shm::VarSlotPool pool_;
@@ -162,6 +165,10 @@ class ReceiveState {
   // first_token_.
   std::deque<Held> held_ ABSL_GUARDED_BY(mu_);
   uint64_t first_token_ ABSL_GUARDED_BY(mu_) = 1;
+  // The bytes from `read` known to be readable (TryRead's span when last
+  // loaded): entries are parsed from it until it is used up, and only then
+  // is `write` loaded again.
+  absl::Span<const uint8_t> readable_ ABSL_GUARDED_BY(mu_);
   // Bytes from `read` to the next entry to parse: unreturned_ plus the
   // held_ entries.
   uint32_t lead_ ABSL_GUARDED_BY(mu_) = 0;
@@ -170,9 +177,6 @@ class ReceiveState {
   uint32_t unreturned_ ABSL_GUARDED_BY(mu_) = 0;
   // Whether a MMAP_REF entry is among the unreturned_ bytes.
   bool unreturned_mmap_ ABSL_GUARDED_BY(mu_) = false;
-  // Whether the producer looked blocked on a full ring at the last Take
-  // (a hint: a stale value costs an early ring release or a later one).
-  bool producer_may_block_ ABSL_GUARDED_BY(mu_) = false;
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   // When the entry at lead_ was first seen naming an unknown mapping.
   std::optional<absl::Time> unknown_key_since_ ABSL_GUARDED_BY(mu_);

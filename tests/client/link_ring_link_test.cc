@@ -230,10 +230,14 @@ TEST_F(RingLinkTest, TrySendReportsResourceExhaustedOnAFullRingAndSucceedsOnceRo
   while ((status = guest_->TrySend(Bytes(Pattern(sent, 200)))).ok() && sent < 100) ++sent;
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
   ASSERT_GT(sent, 1);
-  // The next entry wraps to the front, where it must stay strictly below
-  // `read` (§6.3): two entries have to go.
-  ExpectReceive(*host_, Pattern(0, 200));
-  ExpectReceive(*host_, Pattern(1, 200));
+  // Room comes back a chunk (an eighth of the ring) at a time.
+  const int chunk_frames =
+      static_cast<int>(GuestToHost().capacity() / 8 / shm::InlineFrameSize(200)) + 1;
+  for (int i = 0; i + 1 < chunk_frames; ++i) ExpectReceive(*host_, Pattern(i, 200));
+  EXPECT_EQ(guest_->TrySend(Bytes(Pattern(sent, 200))).code(),
+            absl::StatusCode::kResourceExhausted)
+      << "less than a chunk was consumed";
+  ExpectReceive(*host_, Pattern(chunk_frames - 1, 200));
   EXPECT_TRUE(guest_->TrySend(Bytes(Pattern(sent, 200))).ok());
 }
 
@@ -348,13 +352,18 @@ TEST_F(RingLinkTest, AlwaysRingRingsOnEverySendAndEveryRingRelease) {
   EXPECT_EQ(RingsQueuedAtGuest(), 1) << "the bytes went back in one release, which rang";
 }
 
-TEST_F(RingLinkTest, ConsumerRingsWhenItsReleaseMakesRoomInAFullRing) {
+TEST_F(RingLinkTest, ConsumerRingsOncePerChunkItGivesBackToAFullRing) {
   Build();
   int sent = 0;
   while (guest_->TrySend(Bytes(Pattern(sent, 200))).ok() && sent < 100) ++sent;
   ASSERT_EQ(RingsQueuedAtGuest(), 0);
-  ExpectReceive(*host_, Pattern(0, 200));
-  EXPECT_EQ(RingsQueuedAtGuest(), 1);
+  const int chunk_frames =
+      static_cast<int>(GuestToHost().capacity() / 8 / shm::InlineFrameSize(200)) + 1;
+  ASSERT_LT(chunk_frames, sent);
+  for (int i = 0; i + 1 < chunk_frames; ++i) ExpectReceive(*host_, Pattern(i, 200));
+  EXPECT_EQ(RingsQueuedAtGuest(), 0) << "no ring before a chunk is given back";
+  ExpectReceive(*host_, Pattern(chunk_frames - 1, 200));
+  EXPECT_EQ(RingsQueuedAtGuest(), 1) << "the chunk made room in a full ring";
 }
 
 TEST_F(RingLinkTest, FreeingASlotOfAnExhaustedClassRingsTheSender) {
