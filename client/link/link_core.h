@@ -15,15 +15,17 @@
 // when nothing is ready, so frames committed before a peer left are still
 // delivered; senders consult it before every frame.
 //
-// Waiting (WaitUntil). `spin` of re-tries with a CPU pause, then sleeps: on
-// the doorbell when there is one (at most max_backoff, rounded up to the
-// doorbell's 1 ms resolution, between re-checks), otherwise doubling sleeps
-// from 1 us up to max_backoff. Before each sleep the attempt runs once more
-// after AsymmetricFence::Heavy(): that is the waiter's half of the Dekker
-// handshake whose other half (store index, fence, load the other index, ring
-// if the other side may sleep) is in the sender and the receiver. Every loop ends on
-// the deadline or a CheckOpen/CheckPeer failure, re-checked at least every
-// max_backoff (1 ms resolution with a doorbell).
+// Waiting (WaitUntil). `spin` of re-tries with a CPU pause (the peer and
+// the clock are looked at every 16th re-try, about every microsecond), then
+// sleeps: on the doorbell when there is one (at most max_backoff, rounded up
+// to the doorbell's 1 ms resolution, between re-checks), otherwise doubling
+// sleeps from 1 us up to max_backoff. Before each sleep the attempt runs
+// once more after AsymmetricFence::Heavy(): that is the waiter's half of the
+// Dekker handshake whose other half (store index, fence, load the other
+// index, ring if the other side may sleep) is in the sender and the
+// receiver. Every loop ends on the deadline or a CheckOpen/CheckPeer
+// failure, re-checked at least every max_backoff (1 ms resolution with a
+// doorbell).
 //
 // One doorbell serves both directions of the link, so a sending thread and
 // a receiving thread may wait at once. Only one of them polls the doorbell
