@@ -184,10 +184,8 @@ absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
       // already, so the next call reports it.
       if (!payload.ok()) return taken != 0 ? absl::StatusOr<size_t>(taken) : payload.status();
       if (!payload->has_value()) return taken;
-      std::optional<shm::SlotRef> slot;
-      if (frame->kind == shm::FrameKind::kSlotRef) slot = frame->slot_ref;
-      held_.push_back(
-          Held{frame->total_len, false, frame->kind == shm::FrameKind::kMmapRef, slot});
+      held_.emplace_back(frame->total_len, frame->kind == shm::FrameKind::kMmapRef,
+                         frame->kind == shm::FrameKind::kSlotRef, frame->slot_ref);
       lead_ += frame->total_len;
       ++outstanding_;
       ++taken;
@@ -250,7 +248,18 @@ void ReceiveState::GiveBackOwed() {
   if (ring) core_->RingPeer();
 }
 
+void ReceiveState::Orphan(std::shared_ptr<ReceiveState> state) {
+  ReceiveState* const raw = state.get();
+  SpinLockHolder lock(&raw->mu_);
+  // With no view out, `state` (a parameter, so destroyed after the holder
+  // lets go of the lock) ends it.
+  if (raw->outstanding_ != 0) raw->self_ = std::move(state);
+}
+
 void ReceiveState::Release(uint64_t token) {
+  // Destroyed last, after the lock is let go and the ring is rung: it may
+  // hold the last reference to this state.
+  std::shared_ptr<ReceiveState> last_reference;
   bool ring = false;
   {
     SpinLockHolder lock(&mu_);
@@ -259,10 +268,10 @@ void ReceiveState::Release(uint64_t token) {
     if (held.released) return;
     held.released = true;
     --outstanding_;
-    if (held.slot.has_value()) {
-      if (absl::Status freed = pool_.Free(*held.slot); freed.ok()) {
+    if (held.has_slot) {
+      if (absl::Status freed = pool_.Free(held.slot); freed.ok()) {
         absl::StatusOr<shm::SlotMetaSnapshot> meta =
-            pool_.Meta(held.slot->class_idx, held.slot->slot_idx);
+            pool_.Meta(held.slot.class_idx, held.slot.slot_idx);
         ring = meta.ok() && meta->next_free == shm::kSlotEnd;
       } else if (!core_->Halted() && core_->RingsStillOurs()) {
         core_->Fail(absl::DataLossError(absl::StrCat(
@@ -282,6 +291,7 @@ void ReceiveState::Release(uint64_t token) {
     if (ShouldGiveBack() || (outstanding_ == 0 && core_->Closed())) {
       ring = GiveBackRingBytes() || ring;
     }
+    if (outstanding_ == 0) last_reference = std::move(self_);
   }
   if (ring) core_->RingPeer();
 }

@@ -1,7 +1,9 @@
 // ReceiveState: the consuming half of a RingLink and the bookkeeping of the
-// zero-copy views it hands out. Views (ReceivedFrame) share ownership of it,
-// so it — and the mappings its views point into — outlives the RingLink
-// until the last view is released.
+// zero-copy views it hands out. The RingLink owns it; when the link goes
+// while views are still out, Orphan hands that ownership to the state
+// itself, and the last view's release ends it — so it, and the mappings its
+// views point into, outlive the RingLink until the last view is released,
+// without a reference count touched on every frame.
 //
 // Reading ahead of `read`. A view keeps its ring bytes (and everything after
 // them) reserved, so the shared `read` index only moves when the oldest
@@ -111,8 +113,13 @@ class ReceiveState {
   // broken) on hostile input.
   absl::StatusOr<size_t> Take(size_t max, absl::FunctionRef<void(const View&)> sink);
 
-  // Gives the view `token` back. Idempotent per token.
+  // Gives the view `token` back. Idempotent per token. May destroy the
+  // state (an orphan's last view): the caller must not touch it afterwards.
   void Release(uint64_t token);
+
+  // The owner lets go of `state`: destroyed now if no view is out,
+  // otherwise at the release of the last one.
+  static void Orphan(std::shared_ptr<ReceiveState> state);
 
   // Gives every owed ring byte back now (rings the producer if it may be
   // waiting for that room). The receiving thread calls it before it sleeps.
@@ -122,11 +129,17 @@ class ReceiveState {
   LinkCore& core() const { return *core_; }
 
  private:
+  // Built in place in held_ (a temporary assembled field by field and then
+  // copied costs store-forwarding stalls on every frame).
   struct Held {
+    Held(uint32_t entry_len, bool is_mmap, bool is_slot, const shm::SlotRef& slot_ref)
+        : total_len(entry_len), released(false), mmap(is_mmap), has_slot(is_slot),
+          slot(slot_ref) {}
     uint32_t total_len;
     bool released;
     bool mmap;  // a MMAP_REF: its sender waits for the ring to pass it
-    std::optional<shm::SlotRef> slot;
+    bool has_slot;  // a SLOT_REF: `slot` is freed at the release
+    shm::SlotRef slot;
   };
 
   // Validates one parsed entry and finds its payload. nullopt: an MMAP_REF
@@ -178,6 +191,9 @@ class ReceiveState {
   // Whether a MMAP_REF entry is among the unreturned_ bytes.
   bool unreturned_mmap_ ABSL_GUARDED_BY(mu_) = false;
   size_t outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set by Orphan while views are out: the state owns itself until the last
+  // one is released.
+  std::shared_ptr<ReceiveState> self_ ABSL_GUARDED_BY(mu_);
   // When the entry at lead_ was first seen naming an unknown mapping.
   std::optional<absl::Time> unknown_key_since_ ABSL_GUARDED_BY(mu_);
 };

@@ -15,14 +15,14 @@ namespace shmhub::client {
 ReceivedFrame::~ReceivedFrame() { Release(); }
 
 ReceivedFrame::ReceivedFrame(ReceivedFrame&& other) noexcept
-    : receiver_(std::move(other.receiver_)),
+    : receiver_(std::exchange(other.receiver_, nullptr)),
       data_(std::exchange(other.data_, {})),
       token_(std::exchange(other.token_, 0)) {}
 
 ReceivedFrame& ReceivedFrame::operator=(ReceivedFrame&& other) noexcept {
   if (this != &other) {
     Release();
-    receiver_ = std::move(other.receiver_);
+    receiver_ = std::exchange(other.receiver_, nullptr);
     data_ = std::exchange(other.data_, {});
     token_ = std::exchange(other.token_, 0);
   }
@@ -31,8 +31,9 @@ ReceivedFrame& ReceivedFrame::operator=(ReceivedFrame&& other) noexcept {
 
 void ReceivedFrame::Release() {
   if (receiver_ == nullptr) return;
-  receiver_->Release(token_);
-  receiver_.reset();
+  // Release may end the receiver's life (the link is gone and this was its
+  // last view): nothing of it is touched afterwards.
+  std::exchange(receiver_, nullptr)->Release(token_);
   data_ = {};
   token_ = 0;
 }
@@ -78,9 +79,13 @@ RingLink::RingLink(std::shared_ptr<LinkCore> core, std::unique_ptr<FrameSender> 
                    std::shared_ptr<ReceiveState> receiver)
     : core_(std::move(core)), sender_(std::move(sender)), receiver_(std::move(receiver)) {}
 
-RingLink::~RingLink() { Close(); }
+RingLink::~RingLink() {
+  Close();
+  // Views still out keep the receiver (and the mappings they point into).
+  ReceiveState::Orphan(std::move(receiver_));
+}
 
-ReceivedFrame RingLink::MakeFrame(const std::shared_ptr<ReceiveState>& receiver,
+ReceivedFrame RingLink::MakeFrame(ReceiveState* receiver,
                                   absl::Span<const uint8_t> data, uint64_t token) {
   ReceivedFrame frame;
   frame.receiver_ = receiver;
@@ -106,7 +111,7 @@ absl::StatusOr<ReceivedFrame> RingLink::Receive(absl::Time deadline) {
   ReceivedFrame frame;
   absl::Status status = core_->WaitUntil(deadline, [&]() -> absl::StatusOr<bool> {
     absl::StatusOr<size_t> taken = receiver_->Take(1, [&](const ReceiveState::View& view) {
-      frame = MakeFrame(receiver_, view.data, view.token);
+      frame = MakeFrame(receiver_.get(), view.data, view.token);
     });
     if (!taken.ok()) return taken.status();
     return *taken != 0;
@@ -118,7 +123,7 @@ absl::StatusOr<ReceivedFrame> RingLink::Receive(absl::Time deadline) {
 absl::StatusOr<std::optional<ReceivedFrame>> RingLink::TryReceive() {
   std::optional<ReceivedFrame> frame;
   absl::StatusOr<size_t> taken = receiver_->Take(1, [&](const ReceiveState::View& view) {
-    frame = MakeFrame(receiver_, view.data, view.token);
+    frame = MakeFrame(receiver_.get(), view.data, view.token);
   });
   if (!taken.ok()) return taken.status();
   // Nothing ready: say so, unless nothing ever will be. The caller may now
@@ -137,7 +142,7 @@ absl::StatusOr<std::vector<ReceivedFrame>> RingLink::ReceiveBatch(size_t max,
   absl::Status status = core_->WaitUntil(deadline, [&]() -> absl::StatusOr<bool> {
     absl::StatusOr<size_t> taken =
         receiver_->Take(max, [&](const ReceiveState::View& view) {
-          frames.push_back(MakeFrame(receiver_, view.data, view.token));
+          frames.push_back(MakeFrame(receiver_.get(), view.data, view.token));
         });
     if (!taken.ok()) return taken.status();
     return *taken != 0;

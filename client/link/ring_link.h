@@ -128,7 +128,9 @@ class ReceivedFrame {
 
  private:
   friend class RingLink;
-  std::shared_ptr<ReceiveState> receiver_;
+  // Not owning: a ReceiveState lives until its last view is released
+  // (receive_state.h), so a view needs no reference count of its own.
+  ReceiveState* receiver_ = nullptr;
   absl::Span<const uint8_t> data_;
   uint64_t token_ = 0;  // which view this is, for the receiver's bookkeeping
 };
@@ -175,7 +177,7 @@ class RingLink {
   RingLink(std::shared_ptr<LinkCore> core, std::unique_ptr<FrameSender> sender,
            std::shared_ptr<ReceiveState> receiver);
   // A view of `receiver`'s; released through it.
-  static ReceivedFrame MakeFrame(const std::shared_ptr<ReceiveState>& receiver,
+  static ReceivedFrame MakeFrame(ReceiveState* receiver,
                                  absl::Span<const uint8_t> data, uint64_t token);
 
   std::shared_ptr<LinkCore> core_;
