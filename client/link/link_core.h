@@ -15,8 +15,10 @@
 // when nothing is ready, so frames committed before a peer left are still
 // delivered; senders consult it before every frame.
 //
-// Waiting (WaitUntil). `spin` of re-tries with a CPU pause (the peer and
-// the clock are looked at every 16th re-try, about every microsecond), then
+// Waiting (WaitUntil). `spin` of re-tries with a CPU pause (every 16th
+// re-try, about every microsecond, looks at the peer and the clock and
+// yields the CPU: when both ends share one CPU, a spinning waiter would
+// otherwise burn the time slice the other end needs to make progress), then
 // sleeps: on the doorbell when there is one (at most max_backoff, rounded up
 // to the doorbell's 1 ms resolution, between re-checks), otherwise doubling
 // sleeps from 1 us up to max_backoff. Before each sleep the attempt runs
