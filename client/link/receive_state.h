@@ -29,22 +29,22 @@
 //
 // Releasing. A view's release frees its slot at once (any order) and gives
 // ring bytes back in ring order, in chunks: once capacity/8 bytes are owed
-// (at a Release or the next Take), at once when a MMAP_REF entry is among
-// them (its sender reuses the region only once the ring has moved past it),
-// and — all of them — before the receiving thread sleeps (GiveBackOwed,
-// run by LinkCore::WaitUntil's before_sleep), when TryReceive finds
-// nothing, when the link is closed, and at the last view of a closed link.
-// Also when the ring is full: a producer blocked on it gets its room back a
-// chunk at a time, with one ring per chunk rather than one per frame (a
-// consumer slower than its producer keeps the ring full, so per-frame
-// give-back would cost a system call per frame exactly when the consumer
-// is the bottleneck). A busy stream thus moves the
-// shared `read` word once per chunk, not once per frame: the producer's
-// look at it (its doorbell rule, ring_progress.h) stays a cache hit and
-// sees a consumer that is "behind", so it does not ring; a consumer about
-// to sleep has caught up in `read` too, so the producer rings it. Owed
-// bytes never block the producer alone (a chunk is far larger than the
-// largest entry).
+// (at a Release or the next Take). The rest goes back early only where
+// waiting would stall someone: at once when a MMAP_REF entry is among them
+// (its sender reuses the region only once the ring has moved past it); when
+// a wrapped ring's tail is all released (its front is readable only after
+// that); and all of it before the receiving thread sleeps (GiveBackOwed, run
+// by LinkCore::WaitUntil's before_sleep), when TryReceive finds nothing,
+// when the link is closed, and at the last view of a closed link.
+// Why chunks: a busy stream then moves the shared `read` word once per
+// chunk, so the producer's look at it (its doorbell rule, ring_progress.h)
+// stays a cache hit and sees a consumer that is "behind" and needs no ring,
+// while a consumer about to sleep has caught up in `read` and gets one. A
+// producer blocked on a full ring gets its room back a chunk at a time too,
+// with one ring per chunk: a consumer slower than its producer keeps the
+// ring full, and per-frame give-back would then cost a system call per
+// frame exactly when the consumer is the bottleneck. Owed bytes alone never
+// block the producer (a chunk is far larger than the largest entry).
 // Each ring release is followed by a seq_cst fence and a look at the
 // producer's indexes: if the largest entry the producer can write would not
 // have fitted before our release, it may be blocked on a full ring and we
