@@ -4,24 +4,11 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "shm/cpu_relax.h"
 #include "shm/shm_error.h"
 
 namespace shmhub::shm {
 namespace {
-
-// Tells the core we are in a spin-wait: saves power and, on SMT, yields the
-// pipeline to the sibling thread that may be the producer.
-inline void CpuRelax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield" ::: "memory");
-#else
-#error "the hub format supports only x86-64 and AArch64 (format §1.1)"
-#endif
-}
-
-inline std::atomic_ref<uint32_t> Word(uint32_t& word) { return std::atomic_ref<uint32_t>(word); }
 
 // "Ring full" is the normal state of a ring under backpressure, so it is built
 // once and copied (a refcount bump) instead of allocated on every attempt.
@@ -61,10 +48,10 @@ absl::StatusOr<absl::Span<uint8_t>> BipBuffer::TryGrant(uint32_t n) {
   if (n == 0) return absl::Span<uint8_t>();
   // Relaxed: `write` is our own word; only a hostile consumer changes it, and
   // the range check below catches that.
-  const uint32_t w = Word(header_->write).load(std::memory_order_relaxed);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_relaxed);
   // Acquire: pairs with the consumer's release of `read`, so it has finished
   // with the bytes below `r` before we hand them out again.
-  const uint32_t r = Word(header_->read).load(std::memory_order_acquire);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_acquire);
   if (w > capacity_ || r > capacity_) return CorruptProducerView(w, r, capacity_);
 
   if (w >= r) {
@@ -74,8 +61,8 @@ absl::StatusOr<absl::Span<uint8_t>> BipBuffer::TryGrant(uint32_t n) {
     // `w`, and a consumer that sees the new `write` must also see the new
     // watermark (it loads `write` first, §6.5). Rust's order; Rust consumers
     // depend on it. The wrap stays published even if the grant fails.
-    Word(header_->watermark).store(w, std::memory_order_release);
-    Word(header_->write).store(0, std::memory_order_release);
+    AtomicWord(header_->watermark).store(w, std::memory_order_release);
+    AtomicWord(header_->write).store(0, std::memory_order_release);
     if (n < r) return absl::Span<uint8_t>(data_, n);
     return RingFullStatus();
   }
@@ -88,8 +75,8 @@ bool BipBuffer::CanGrant(uint32_t n) const {
   if (n == 0) return true;
   if (n > capacity_) return false;
   // Same loads and orders as TryGrant, which this predicts.
-  const uint32_t w = Word(header_->write).load(std::memory_order_relaxed);
-  const uint32_t r = Word(header_->read).load(std::memory_order_acquire);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_relaxed);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_acquire);
   if (w > capacity_ || r > capacity_) return false;
   if (w >= r) return capacity_ - w >= n || (r != 0 && n < r);
   return uint64_t{w} + n < r;
@@ -97,7 +84,7 @@ bool BipBuffer::CanGrant(uint32_t n) const {
 
 absl::Status BipBuffer::Commit(uint32_t n) {
   // Relaxed: our own word, range-checked before use.
-  const uint32_t w = Word(header_->write).load(std::memory_order_relaxed);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_relaxed);
   if (w > capacity_) {
     return ShmError(
         ShmErrc::kRingCorrupt,
@@ -109,20 +96,20 @@ absl::Status BipBuffer::Commit(uint32_t n) {
                     absl::StrFormat("commit(%u) at write=%u passes capacity %u", n, w, capacity_));
   }
   // Release: publishes the bytes just written to the consumer's acquire load.
-  Word(header_->write).store(static_cast<uint32_t>(next), std::memory_order_release);
+  AtomicWord(header_->write).store(static_cast<uint32_t>(next), std::memory_order_release);
   return absl::OkStatus();
 }
 
 absl::StatusOr<absl::Span<const uint8_t>> BipBuffer::TryRead() {
   // Relaxed: our own word.
-  const uint32_t r = Word(header_->read).load(std::memory_order_relaxed);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_relaxed);
   // Acquire, and `write` BEFORE the watermark: the producer stores the
   // watermark before `write`, so seeing a post-wrap `write` guarantees seeing
   // the watermark of that wrap. Acquire also makes committed bytes visible.
-  const uint32_t w = Word(header_->write).load(std::memory_order_acquire);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_acquire);
   // Acquire: pairs with the wrap's release store, which follows the commit of
   // every byte below the watermark.
-  const uint32_t m = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t m = AtomicWord(header_->watermark).load(std::memory_order_acquire);
   if (w > capacity_ || m > capacity_ || r > capacity_) {
     return Corrupt(w, m, r, capacity_, "index beyond capacity");
   }
@@ -140,7 +127,7 @@ absl::StatusOr<absl::Span<const uint8_t>> BipBuffer::TryRead() {
     ResetConsumerWords();
     // Acquire: the front's committed bytes. After the guard this can no longer
     // be the pre-wrap value, and with read == 0 the producer cannot wrap again.
-    const uint32_t w2 = Word(header_->write).load(std::memory_order_acquire);
+    const uint32_t w2 = AtomicWord(header_->write).load(std::memory_order_acquire);
     if (w2 > capacity_) return Corrupt(w2, 0, 0, capacity_, "index beyond capacity");
     return absl::Span<const uint8_t>(data_, w2);
   }
@@ -153,9 +140,9 @@ absl::StatusOr<absl::Span<const uint8_t>> BipBuffer::TryRead() {
 
 absl::Status BipBuffer::Release(uint32_t n) {
   // Relaxed: our own word, range-checked before use.
-  const uint32_t r = Word(header_->read).load(std::memory_order_relaxed);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_relaxed);
   // Acquire: Rust's order; a watermark seen here is the one the guard checks.
-  const uint32_t m = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t m = AtomicWord(header_->watermark).load(std::memory_order_acquire);
   if (r > capacity_ || m > capacity_) {
     return ShmError(ShmErrc::kRingCorrupt,
                     absl::StrFormat("ring corrupt: watermark=%u read=%u capacity=%u: index beyond "
@@ -180,7 +167,7 @@ absl::Status BipBuffer::Release(uint32_t n) {
   }
   // Release: we are done with the bytes below `next`; the producer's acquire
   // load of `read` may now hand them out again.
-  Word(header_->read).store(static_cast<uint32_t>(next), std::memory_order_release);
+  AtomicWord(header_->read).store(static_cast<uint32_t>(next), std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -189,7 +176,7 @@ absl::Status BipBuffer::AwaitWrapPublished(uint32_t watermark) const {
     // Acquire: once a value below the watermark is seen, coherence forbids
     // seeing the pre-wrap value again (§6.8), and the front bytes committed
     // up to it are visible.
-    const uint32_t w = Word(header_->write).load(std::memory_order_acquire);
+    const uint32_t w = AtomicWord(header_->write).load(std::memory_order_acquire);
     if (w < watermark) return absl::OkStatus();
     if (w > watermark) {
       return ShmError(ShmErrc::kRingCorrupt,
@@ -210,32 +197,32 @@ absl::Status BipBuffer::AwaitWrapPublished(uint32_t watermark) const {
 void BipBuffer::ResetConsumerWords() {
   // Release on both, read first (§6.6): the producer may reuse everything once
   // it sees read == 0, so our reads of the tail must be finished by then.
-  Word(header_->read).store(0, std::memory_order_release);
-  Word(header_->watermark).store(0, std::memory_order_release);
+  AtomicWord(header_->read).store(0, std::memory_order_release);
+  AtomicWord(header_->watermark).store(0, std::memory_order_release);
 }
 
 void BipBuffer::Reset() {
   // Release: recovery runs with both sides stopped; release keeps the stores
   // ordered after whatever recovery did before (§6.7).
-  Word(header_->write).store(0, std::memory_order_release);
-  Word(header_->watermark).store(0, std::memory_order_release);
-  Word(header_->read).store(0, std::memory_order_release);
+  AtomicWord(header_->write).store(0, std::memory_order_release);
+  AtomicWord(header_->watermark).store(0, std::memory_order_release);
+  AtomicWord(header_->read).store(0, std::memory_order_release);
 }
 
 bool BipBuffer::IsEmpty() const {
   // §6.7's orders: read is the consumer's own word; acquire on the others so
   // "empty" is not judged from a write older than the watermark it pairs with.
-  const uint32_t r = Word(header_->read).load(std::memory_order_relaxed);
-  const uint32_t w = Word(header_->write).load(std::memory_order_acquire);
-  const uint32_t m = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_relaxed);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_acquire);
+  const uint32_t m = AtomicWord(header_->watermark).load(std::memory_order_acquire);
   return r == w && m == 0;
 }
 
 uint32_t BipBuffer::Occupancy() const {
   // Relaxed: a metric; no data is read on the strength of these values.
-  const uint32_t r = Word(header_->read).load(std::memory_order_relaxed);
-  const uint32_t w = Word(header_->write).load(std::memory_order_relaxed);
-  const uint32_t m = Word(header_->watermark).load(std::memory_order_relaxed);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_relaxed);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_relaxed);
+  const uint32_t m = AtomicWord(header_->watermark).load(std::memory_order_relaxed);
   uint64_t used = 0;
   if (m == 0) {
     used = w >= r ? w - r : 0;
@@ -248,16 +235,16 @@ uint32_t BipBuffer::Occupancy() const {
 absl::Status BipBuffer::CheckHeader() const {
   // Relaxed on the plain capacity field: written once before publication, but
   // guest-writable, so it is loaded exactly once.
-  const uint32_t cap = Word(header_->capacity).load(std::memory_order_relaxed);
+  const uint32_t cap = AtomicWord(header_->capacity).load(std::memory_order_relaxed);
   if (cap != capacity_) {
     return ShmError(
         ShmErrc::kRingCorrupt,
         absl::StrFormat("ring corrupt: capacity field %u != expected %u", cap, capacity_));
   }
   // Acquire: same orders as the consumer, write before watermark.
-  const uint32_t w = Word(header_->write).load(std::memory_order_acquire);
-  const uint32_t m = Word(header_->watermark).load(std::memory_order_acquire);
-  const uint32_t r = Word(header_->read).load(std::memory_order_acquire);
+  const uint32_t w = AtomicWord(header_->write).load(std::memory_order_acquire);
+  const uint32_t m = AtomicWord(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t r = AtomicWord(header_->read).load(std::memory_order_acquire);
   if (w > capacity_ || m > capacity_ || r > capacity_) {
     return Corrupt(w, m, r, capacity_, "index beyond capacity");
   }

@@ -25,6 +25,12 @@ static_assert(std::atomic_ref<uint32_t>::is_always_lock_free,
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free,
               "cross-process atomics must be lock-free");
 
+// One of the format's atomic u32 fields (a ring index, a watermark), as the
+// atomic it is (§1.3).
+inline std::atomic_ref<uint32_t> AtomicWord(uint32_t& word) {
+  return std::atomic_ref<uint32_t>(word);
+}
+
 // ---- Constants (§3, §5, §8) ------------------------------------------------
 
 // "TELXHUB" followed by 0x07, read as a little-endian u64.

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/link/asymmetric_fence.h"
-#include "client/link/cpu_relax.h"
+#include "shm/cpu_relax.h"
 #include "shm/shm_error.h"
 
 namespace shmhub::client {
@@ -238,7 +238,7 @@ absl::Status LinkCore::WaitUntil(absl::Time deadline,
         }
       }
     }
-    if (spinning) CpuRelax();
+    if (spinning) shm::CpuRelax();
     if (absl::Status open = CheckOpen(); !open.ok()) return open;
     absl::StatusOr<bool> done = attempt();
     if (!done.ok()) return done.status();

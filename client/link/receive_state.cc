@@ -12,8 +12,6 @@
 namespace shmhub::client {
 namespace {
 
-std::atomic_ref<uint32_t> Word(uint32_t& word) { return std::atomic_ref<uint32_t>(word); }
-
 // The largest entry a producer of this segment writes: an inline entry at
 // the threshold (capped by the u16 length and the ring), or a MMAP_REF.
 uint32_t LargestEntry(const shm::Segment& segment) {
@@ -168,7 +166,7 @@ absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
         // Acquire: as TryRead loads the watermark; a stale 0 only defers
         // this.
         if (lead_ == 0 || unreturned_ != lead_ ||
-            Word(header_->watermark).load(std::memory_order_acquire) == 0) {
+            shm::AtomicWord(header_->watermark).load(std::memory_order_acquire) == 0) {
           return taken;
         }
         *ring = GiveBackRingBytes() || *ring;
@@ -198,7 +196,7 @@ absl::StatusOr<size_t> ReceiveState::TakeLocked(size_t max,
 bool ReceiveState::GiveBackRingBytes() {
   if (unreturned_ == 0 || core_->Halted() || !core_->RingsStillOurs()) return false;
   // Relaxed: our own word, read before our release changes it.
-  const uint32_t read_before = Word(header_->read).load(std::memory_order_relaxed);
+  const uint32_t read_before = shm::AtomicWord(header_->read).load(std::memory_order_relaxed);
   if (absl::Status released = ring_.Release(unreturned_); !released.ok()) {
     // kRingStalled: the producer's wrap is not visible yet (§6.8); the
     // bytes stay owed and the next Take or Release gives them back.
@@ -209,7 +207,7 @@ bool ReceiveState::GiveBackRingBytes() {
   }
   // Relaxed: our own word. Unless the release reset a wrapped ring, the
   // span we know to be readable starts that much later now.
-  const uint32_t read_after = Word(header_->read).load(std::memory_order_relaxed);
+  const uint32_t read_after = shm::AtomicWord(header_->read).load(std::memory_order_relaxed);
   if (read_after == read_before + unreturned_ && unreturned_ <= readable_.size()) {
     readable_ = readable_.subspan(unreturned_);
   } else {
@@ -225,8 +223,8 @@ bool ReceiveState::GiveBackRingBytes() {
   // it sees our release on its re-try, or we see the indexes it failed with.
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // Acquire, write before watermark as a consumer loads them (§6.5).
-  const uint32_t write = Word(header_->write).load(std::memory_order_acquire);
-  const uint32_t watermark = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint32_t write = shm::AtomicWord(header_->write).load(std::memory_order_acquire);
+  const uint32_t watermark = shm::AtomicWord(header_->watermark).load(std::memory_order_acquire);
   const uint32_t capacity = ring_.capacity();
   // A wrapped ring whose write is not below our old read is between the
   // producer's two wrap stores: it may be waiting, ring.

@@ -3,24 +3,19 @@
 #include <atomic>
 
 namespace shmhub::client {
-namespace {
-
-std::atomic_ref<uint32_t> Word(uint32_t& word) { return std::atomic_ref<uint32_t>(word); }
-
-}  // namespace
 
 RingProgress::RingProgress(shm::RingHeader* header, uint32_t capacity)
     : header_(header), capacity_(capacity) {
   // Acquire: a watermark left by an earlier producer of this ring means the
   // consumer may still be one lap behind; start in lap 1 so its tail
   // positions stay below ours.
-  if (Word(header_->watermark).load(std::memory_order_acquire) != 0) lap_ = 1;
+  if (shm::AtomicWord(header_->watermark).load(std::memory_order_acquire) != 0) lap_ = 1;
 }
 
 uint32_t RingProgress::LoadWrite() const {
   // Relaxed: our own word; no other process stores it (a hostile one that
   // does only skews our arithmetic).
-  return Word(header_->write).load(std::memory_order_relaxed);
+  return shm::AtomicWord(header_->write).load(std::memory_order_relaxed);
 }
 
 uint64_t RingProgress::OnGranted(uint32_t write_before, uint32_t offset) {
@@ -38,9 +33,9 @@ bool RingProgress::OnGrantFailed(uint32_t write_before) {
 RingProgress::ConsumerPosition RingProgress::LoadConsumer() const {
   // Acquire, watermark first: the consumer stores read before clearing the
   // watermark, so a 0 seen here comes with a read of our current lap.
-  const uint64_t m = Word(header_->watermark).load(std::memory_order_acquire);
+  const uint64_t m = shm::AtomicWord(header_->watermark).load(std::memory_order_acquire);
   // Acquire: pairs with the consumer's release of read.
-  const uint64_t r = Word(header_->read).load(std::memory_order_acquire);
+  const uint64_t r = shm::AtomicWord(header_->read).load(std::memory_order_acquire);
   const uint64_t here = lap_ * capacity_;
   if (m == 0 || lap_ == 0) return {here + r, here + r};
   // Still in the previous lap's tail, or raced past its reset. A read at or

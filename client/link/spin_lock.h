@@ -17,7 +17,7 @@
 #include <atomic>
 
 #include "absl/base/thread_annotations.h"
-#include "client/link/cpu_relax.h"
+#include "shm/cpu_relax.h"
 
 namespace shmhub::client {
 
@@ -36,7 +36,7 @@ class ABSL_LOCKABLE SpinLock {
            // above re-checks with acquire.
            locked_.load(std::memory_order_relaxed); ++spins) {
         if (spins < kSpinsBeforeYield) {
-          CpuRelax();
+          shm::CpuRelax();
         } else {
           sched_yield();
         }

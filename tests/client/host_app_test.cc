@@ -38,6 +38,7 @@
 #include "shm/shm_error.h"
 #include "shm/unique_fd.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/unix_listener.h"
 
 namespace shmhub::client {
 namespace {
@@ -59,15 +60,9 @@ shm::SegmentConfig SmallConfig() {
 class ScriptedDaemon {
  public:
   explicit ScriptedDaemon(const std::string& path) : path_(path) {
-    listener_.Reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    struct sockaddr_un address {};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<const struct sockaddr*>(&address),
-                     sizeof(address)),
-              0)
-        << std::strerror(errno);
-    EXPECT_EQ(::listen(listener_.get(), 4), 0);
+    absl::StatusOr<int> listening = ::shmhub::testing::ListenOnUnixSocket(path, 4);
+    EXPECT_TRUE(listening.ok()) << listening.status();
+    if (listening.ok()) listener_.Reset(*listening);
   }
 
   // Accepts the next connection and checks it asked for SHH1.

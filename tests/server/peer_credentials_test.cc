@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/unix_listener.h"
 
 namespace shmhub::server {
 namespace {
@@ -37,14 +38,13 @@ TEST(PeerCredentialsTest, ReportsThisProcessPidUidAndAPidfdOnASocketpair) {
 TEST(PeerCredentialsTest, PidfdOfAConnectedChildBecomesReadableWhenTheChildIsKilled) {
   TempDir dir;
   const std::string path = dir.File("creds.sock");
-  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
+  absl::StatusOr<int> listening = ::shmhub::testing::ListenOnUnixSocket(path, 1);
+  ASSERT_TRUE(listening.ok()) << listening.status();
+  const int listener = *listening;
+  // Built before fork: the child may make only system calls.
   struct sockaddr_un address {};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<const struct sockaddr*>(&address), sizeof(address)),
-            0);
-  ASSERT_EQ(::listen(listener, 1), 0);
 
   // The child connects and then waits to be killed: only system calls
   // after fork.

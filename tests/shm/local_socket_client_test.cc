@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/unix_listener.h"
 
 namespace shmhub::shm {
 namespace {
@@ -36,14 +37,9 @@ TEST(LocalSocketClientTest, PathTooLongForSunPathIsInvalidArgument) {
 TEST(LocalSocketClientTest, ConnectsToAListenerAndDeliversEveryByte) {
   TempDir dir;
   const std::string path = dir.File("hub.sock");
-  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  struct sockaddr_un address {};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<const struct sockaddr*>(&address), sizeof(address)),
-            0);
-  ASSERT_EQ(::listen(listener, 1), 0);
+  absl::StatusOr<int> listening = ::shmhub::testing::ListenOnUnixSocket(path, 1);
+  ASSERT_TRUE(listening.ok()) << listening.status();
+  const int listener = *listening;
 
   absl::StatusOr<UniqueFd> client = ConnectLocalSocket(path, Soon());
   ASSERT_TRUE(client.ok()) << client.status();
