@@ -1,4 +1,4 @@
-// link_bench_driver: the two-process data-plane benchmark of issue #4.
+// link_bench_driver: the two-process data-plane benchmark.
 //
 // In one run, side by side on this machine, it measures
 //  * frames/s and GB/s for each payload size over the shared-memory link

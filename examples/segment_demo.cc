@@ -10,7 +10,7 @@
 
 namespace {
 
-// shmhubd's defaults (architecture.md, "Command lines and defaults").
+// shmhubd's defaults (server/config/hub_config.h).
 shmhub::shm::SegmentConfig DefaultConfig() {
   shmhub::shm::SegmentConfig config;
   config.max_guests = 64;

@@ -31,7 +31,7 @@
 //
 // Spans returned by TryGrant/TryRead point into shared memory; TryRead's bytes
 // can be rewritten by a hostile producer at any time, so a reader copies a
-// field before validating it (§7.7).
+// field before validating it (§1.7).
 #ifndef SHMHUB_SHM_BIP_BUFFER_H_
 #define SHMHUB_SHM_BIP_BUFFER_H_
 

@@ -1,5 +1,5 @@
 // The on-segment structures of the hub format, version 7
-// (../shared/design/segment-format.md §3, §5, §6, §7, §8).
+// (docs/segment-format.md §3, §5, §6, §7, §8).
 //
 // Every struct here is an overlay on shared memory that any guest can write
 // at any time. They are trivially copyable, standard layout and built only of

@@ -26,7 +26,7 @@
 
 namespace shmhub::bench {
 
-// shmhubd's default geometry (server/hub_config.h, architecture.md) with
+// shmhubd's default geometry (server/config/hub_config.h) with
 // heartbeats off: what a deployment runs with unless it tunes the flags.
 shm::SegmentConfig DefaultDaemonGeometry();
 

@@ -2,7 +2,7 @@
 into any installation: valid JSON, the Prometheus data source chosen through
 a template variable (never a fixed uid), unique panel ids on a 24-column
 grid, and queries that select only metrics shmhubd exports, covering the
-views issue #5 asks for."""
+views an operator needs (README.md, "Dashboard")."""
 
 import json
 import os
@@ -22,7 +22,7 @@ DATASOURCE_UID = "${datasource}"
 # is PromQL.
 _LABEL_VALUES = re.compile(r"^\s*label_values\((.*),\s*[A-Za-z_][A-Za-z0-9_]*\s*\)\s*$")
 
-# What each view the issue asks for must query.
+# What each view an operator needs must query.
 REQUIRED_METRICS = {
     "per-peer heartbeat age": "shmhub_peer_heartbeat_age_seconds",
     "stale peers": "shmhub_peer_heartbeat_stale",

@@ -1,6 +1,5 @@
 """The metric names shmhubd exports: the contract the shipped rules and
-dashboard may rely on (the "Metrics" section of
-../shared/design/architecture.md and issue #5). A name outside this list in
+dashboard may rely on, as docs/metrics.md describes them. A name outside this list in
 a rule or a panel would be a query that silently returns nothing."""
 
 # Series shmhubd writes, by name, with their labels (for the reader; the

@@ -1,6 +1,6 @@
 """The shipped Prometheus files agree with each other and with the metric
 contract: deploy/prometheus/prometheus.yml scrapes shmhubd's default
---metrics_listen address and loads shmhub-rules.yml; every alert the issue
+--metrics_listen address and loads shmhub-rules.yml; every alert README.md lists
 asks for exists, is labelled and annotated, queries only exported metrics,
 and has a firing and a quiet case in shmhub-rules.test.yml. promtool itself
 (check config, check rules, test rules) runs as separate ctest entries."""
