@@ -15,95 +15,94 @@
 
 namespace shmhub::shm {
 
+// Every ShmErrc, once: X(name, canonical code). The canonical code tells
+// callers what to do; the ShmErrc says what failed. Corrupt shared memory
+// is DATA_LOSS: the peer that owns it is broken.
+#define SHMHUB_SHM_ERRCS(X)                                                                  \
+  /* Segment file and attach validation (§3, §15). One value per check. */                   \
+  X(kIo, kInternal) /* a system call failed (errno in the message) */                        \
+  X(kSymlink, kInvalidArgument) /* the segment path is a symlink */                          \
+  X(kNotRegularFile, kInvalidArgument) /* the segment path is not a regular file */          \
+  X(kLiveSegment, kAlreadyExists) /* another host holds the segment's lock */                \
+  X(kFileTooSmall, kDataLoss) /* file shorter than the 128-byte header */                    \
+  X(kNotInitialised, kUnavailable) /* magic is all zero */                                   \
+  X(kBadMagic, kDataLoss) /* magic differs in any byte */                                    \
+  X(kBadVersion, kDataLoss) /* version != 7 */                                               \
+  X(kBadHeaderSize, kDataLoss) /* header_size != 128 */                                      \
+  X(kBadMaxGuests, kDataLoss) /* max_guests outside 1..255 */                                \
+  X(kBadRingCapacity, kDataLoss) /* bipbuf_capacity outside 1..2^31 */                       \
+  X(kBadClassCount, kDataLoss) /* num_var_slot_classes outside 1..256 */                     \
+  X(kBadPeerTableOffset, kDataLoss) /* peer_table_offset != 128 */                           \
+  X(kClassTableOutOfBounds, kDataLoss) /* class header table runs past the file */           \
+  X(kBadSlotClass, kDataLoss) /* slot_size 0, slot_count 0 or all-ones */                    \
+  X(kLayoutOverflow, kDataLoss) /* layout arithmetic overflows 64 bits */                    \
+  X(kNonCanonicalLayout, kDataLoss) /* var_pool_offset or total_size not canonical */        \
+  X(kBadCurrentSize, kDataLoss) /* current_size < total_size */                              \
+  X(kFileShorterThanSegment, kDataLoss) /* file shorter than current_size */                 \
+  X(kBadRingOffset, kDataLoss) /* an entry's ring_offset is not canonical */                 \
+  X(kRingCapacityMismatch, kDataLoss) /* a ring header's capacity != bipbuf_capacity */      \
+  X(kBadConfig, kInvalidArgument) /* creation parameters refused */                          \
+  /* Peer table (§5). */                                                                     \
+  X(kInvalidPeerId, kInvalidArgument) /* id 0, > 255, or > max_guests */                     \
+  X(kWrongState, kFailedPrecondition) /* the entry is not in the state the op needs */       \
+  X(kInvalidState, kFailedPrecondition) /* the state word holds no valid state */            \
+  X(kStaleEpoch, kFailedPrecondition) /* fenced op: the epoch moved on */                    \
+  X(kNoFreeEntry, kResourceExhausted) /* no Empty entry left */                              \
+  /* BipBuffer (§6). */                                                                      \
+  X(kRingFull, kResourceExhausted) /* backpressure, not an error of the peer */              \
+  X(kRingCorrupt, kDataLoss) /* header words outside every legal state */                    \
+  X(kRingStalled, kUnavailable) /* producer's wrap not visible within the bound */           \
+  X(kRingOutOfRange, kOutOfRange) /* commit/release beyond capacity */                       \
+  /* Framing (§7). */                                                                        \
+  X(kFrameIncomplete, kUnavailable) /* fewer than 8 bytes readable */                        \
+  X(kFrameBadLength, kDataLoss) /* total_len < 8, not a multiple of 4, > span */             \
+  X(kFrameBothFlags, kDataLoss) /* SLOT_REF and MMAP_REF both set */                         \
+  X(kFrameShortSlotRef, kDataLoss) /* SLOT_REF with total_len < 20 */                        \
+  X(kFrameShortMmapRef, kDataLoss) /* MMAP_REF with total_len < 32 */                        \
+  X(kFrameBadInlineLen, kDataLoss) /* 8 + inline_len > total_len */                          \
+  X(kPayloadTooLarge, kInvalidArgument) /* len > max_payload_size */                         \
+  X(kSlotBadLength, kDataLoss) /* slot length prefix > slot_size - 4 */                      \
+  /* VarSlotPool (§8). */                                                                    \
+  X(kNoClass, kInvalidArgument) /* no class large enough */                                  \
+  X(kPoolExhausted, kResourceExhausted) /* every candidate class is empty */                 \
+  X(kDoubleFree, kFailedPrecondition) /* state not Allocated or generation moved */          \
+  X(kBadSlotRef, kInvalidArgument) /* class/extent/slot index out of range */                \
+  X(kPoolCorrupt, kDataLoss) /* free list index out of range, or a cycle */                  \
+  /* Mapping control (§9). */                                                                \
+  X(kMappingInvalidLength, kDataLoss)                                                        \
+  X(kMappingPeerClosed, kUnavailable)                                                        \
+  X(kMappingControlTruncated, kDataLoss)                                                     \
+  X(kMappingNoFd, kDataLoss)                                                                 \
+  X(kMappingUnknownKey, kInvalidArgument)                                                    \
+  X(kMappingOverflow, kInvalidArgument)                                                      \
+  X(kMappingOutOfBounds, kInvalidArgument)                                                   \
+  /* Doorbell (§10). */                                                                      \
+  X(kPeerDead, kUnavailable)                                                                 \
+  X(kPeerClosed, kUnavailable)                                                               \
+  /* Bootstrap (§11). */                                                                     \
+  X(kBootstrapTruncated, kDataLoss)                                                          \
+  X(kBootstrapInvalidMagic, kDataLoss)                                                       \
+  X(kBootstrapUnknownStatus, kDataLoss)                                                      \
+  X(kBootstrapLengthMismatch, kDataLoss)                                                     \
+  X(kBootstrapBadPeerId, kDataLoss)                                                          \
+  X(kBootstrapPayloadTooLarge, kInvalidArgument)                                             \
+  X(kBootstrapBadFdCount, kDataLoss)                                                         \
+  X(kBootstrapControlTruncated, kDataLoss)                                                   \
+  X(kBootstrapBadFields, kDataLoss)                                                          \
+  /* Host application control (ours, not in the format; shm/host_control.h). */              \
+  X(kHostControlClosed, kUnavailable) /* the other side closed at a record boundary */       \
+  X(kHostRecordTruncated, kDataLoss) /* not a whole 16-byte record (or closed mid-record) */ \
+  X(kHostRecordUnknownType, kDataLoss) /* a type no side sends */                            \
+  X(kHostRecordWrongSender, kDataLoss) /* a type the other side may not send */              \
+  X(kHostRecordBadField, kDataLoss) /* peer id, epoch or arg out of range for the type */    \
+  X(kHostRecordBadFdCount, kDataLoss) /* fds not those the record carries, or late */        \
+  X(kHostRecordControlTruncated, kDataLoss) /* the kernel cut the control data */
+
 enum class ShmErrc : int {
   kNone = 0,  // the status is OK, or carries no ShmErrc payload
-
-  // Segment file and attach validation (§3, §15). One value per check.
-  kIo,                       // a system call failed (errno in the message)
-  kSymlink,                  // the segment path is a symlink
-  kNotRegularFile,           // the segment path is not a regular file
-  kLiveSegment,              // another host holds the segment's lock
-  kFileTooSmall,             // file shorter than the 128-byte header
-  kNotInitialised,           // magic is all zero
-  kBadMagic,                 // magic differs in any byte
-  kBadVersion,               // version != 7
-  kBadHeaderSize,            // header_size != 128
-  kBadMaxGuests,             // max_guests outside 1..255
-  kBadRingCapacity,          // bipbuf_capacity outside 1..2^31
-  kBadClassCount,            // num_var_slot_classes outside 1..256
-  kBadPeerTableOffset,       // peer_table_offset != 128
-  kClassTableOutOfBounds,    // class header table runs past the file
-  kBadSlotClass,             // slot_size 0, slot_count 0 or all-ones
-  kLayoutOverflow,           // layout arithmetic overflows 64 bits
-  kNonCanonicalLayout,       // var_pool_offset or total_size not canonical
-  kBadCurrentSize,           // current_size < total_size
-  kFileShorterThanSegment,   // file shorter than current_size
-  kBadRingOffset,            // an entry's ring_offset is not canonical
-  kRingCapacityMismatch,     // a ring header's capacity != bipbuf_capacity
-  kBadConfig,                // creation parameters refused
-
-  // Peer table (§5).
-  kInvalidPeerId,            // id 0, > 255, or > max_guests
-  kWrongState,               // the entry is not in the state the op needs
-  kInvalidState,             // the state word holds no valid state
-  kStaleEpoch,               // fenced op: the epoch moved on
-  kNoFreeEntry,              // no Empty entry left
-
-  // BipBuffer (§6).
-  kRingFull,                 // backpressure, not an error of the peer
-  kRingCorrupt,              // header words outside every legal state
-  kRingStalled,              // producer's wrap not visible within the bound
-  kRingOutOfRange,           // commit/release beyond capacity
-
-  // Framing (§7).
-  kFrameIncomplete,          // fewer than 8 bytes readable
-  kFrameBadLength,           // total_len < 8, not a multiple of 4, > span
-  kFrameBothFlags,           // SLOT_REF and MMAP_REF both set
-  kFrameShortSlotRef,        // SLOT_REF with total_len < 20
-  kFrameShortMmapRef,        // MMAP_REF with total_len < 32
-  kFrameBadInlineLen,        // 8 + inline_len > total_len
-  kPayloadTooLarge,          // len > max_payload_size
-  kSlotBadLength,            // slot length prefix > slot_size - 4
-
-  // VarSlotPool (§8).
-  kNoClass,                  // no class large enough
-  kPoolExhausted,            // every candidate class is empty
-  kDoubleFree,               // state not Allocated or generation moved
-  kBadSlotRef,               // class/extent/slot index out of range
-  kPoolCorrupt,              // free list index out of range, or a cycle
-
-  // Mapping control (§9).
-  kMappingInvalidLength,
-  kMappingPeerClosed,
-  kMappingControlTruncated,
-  kMappingNoFd,
-  kMappingUnknownKey,
-  kMappingOverflow,
-  kMappingOutOfBounds,
-
-  // Doorbell (§10).
-  kPeerDead,
-  kPeerClosed,
-
-  // Bootstrap (§11).
-  kBootstrapTruncated,
-  kBootstrapInvalidMagic,
-  kBootstrapUnknownStatus,
-  kBootstrapLengthMismatch,
-  kBootstrapBadPeerId,
-  kBootstrapPayloadTooLarge,
-  kBootstrapBadFdCount,
-  kBootstrapControlTruncated,
-  kBootstrapBadFields,
-
-  // Host application control (ours, not in the format; shm/host_control.h).
-  kHostControlClosed,           // the other side closed at a record boundary
-  kHostRecordTruncated,         // not a whole 16-byte record (or closed mid-record)
-  kHostRecordUnknownType,       // a type no side sends
-  kHostRecordWrongSender,       // a type the other side may not send
-  kHostRecordBadField,          // peer id, epoch or arg out of range for the type
-  kHostRecordBadFdCount,        // fds not those the record carries, or late
-  kHostRecordControlTruncated,  // the kernel cut the control data
+#define SHMHUB_SHM_ERRC_ENUMERATOR(name, code) name,
+  SHMHUB_SHM_ERRCS(SHMHUB_SHM_ERRC_ENUMERATOR)
+#undef SHMHUB_SHM_ERRC_ENUMERATOR
 };
 
 // Returns a non-OK status with the canonical code that fits `errc` and
