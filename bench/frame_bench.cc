@@ -14,7 +14,7 @@
 namespace shmhub::shm {
 namespace {
 
-// shmhubd's default geometry (server/hub_config.h).
+// shmhubd's default geometry (server/config/hub_config.h).
 TierPolicy DefaultPolicy() {
   TierPolicy policy;
   policy.inline_threshold = kDefaultInlineThreshold;

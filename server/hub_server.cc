@@ -10,12 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
-#include "google/protobuf/descriptor.h"
 #include "grpcpp/server_builder.h"
-#include "server/log.h"
+#include "server/base/log.h"
 
 namespace shmhub::server {
 namespace {

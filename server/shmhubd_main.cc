@@ -21,9 +21,9 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/hub_flags.h"
+#include "server/base/log.h"
+#include "server/config/hub_flags.h"
 #include "server/hub_server.h"
-#include "server/log.h"
 
 namespace shmhub::server {
 namespace {

@@ -344,7 +344,7 @@ absl::StatusOr<PeerEntryView> PeerTable::Entry(uint32_t peer_id) const {
   return PeerEntryView(entries_ + *index);
 }
 
-absl::StatusOr<PeerTable::Taken> PeerTable::TakeFirstFree(PeerState target) {
+absl::StatusOr<Occupancy> PeerTable::TakeFirstFree(PeerState target) {
   const uint32_t limit = max_guests_ < kMaxGuests ? max_guests_ : kMaxGuests;
   for (uint32_t index = 0; index < limit; ++index) {
     PeerEntryView entry(entries_ + index);
@@ -353,17 +353,17 @@ absl::StatusOr<PeerTable::Taken> PeerTable::TakeFirstFree(PeerState target) {
     absl::StatusOr<uint32_t> epoch =
         target == PeerState::kAttached ? entry.TryAttach() : entry.TryReserve();
     // D-8: an entry lost to another process does not end the scan.
-    if (epoch.ok()) return Taken{index + 1, *epoch};
+    if (epoch.ok()) return Occupancy{index + 1, *epoch};
   }
   return ShmError(ShmErrc::kNoFreeEntry,
                   absl::StrCat("no Empty peer entry among the ", limit, " of the table"));
 }
 
-absl::StatusOr<PeerTable::Taken> PeerTable::AttachFirstFree() {
+absl::StatusOr<Occupancy> PeerTable::AttachFirstFree() {
   return TakeFirstFree(PeerState::kAttached);
 }
 
-absl::StatusOr<PeerTable::Taken> PeerTable::ReserveFirstFree() {
+absl::StatusOr<Occupancy> PeerTable::ReserveFirstFree() {
   return TakeFirstFree(PeerState::kReserved);
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "shm/format.h"
+#include "shm/occupancy.h"
 
 namespace shmhub::shm {
 
@@ -162,18 +163,14 @@ class PeerTable {
   absl::StatusOr<PeerEntryView> Entry(uint32_t peer_id) const;
   uint32_t max_guests() const { return max_guests_; }
 
-  struct Taken {
-    uint32_t peer_id;
-    uint32_t epoch;
-  };
   // D-8: scan ids upward and take the first entry that is Empty with
   // TryAttach / TryReserve; an entry lost to another process does not end
   // the scan. kNoFreeEntry when no entry was Empty as the scan passed it.
-  absl::StatusOr<Taken> AttachFirstFree();
-  absl::StatusOr<Taken> ReserveFirstFree();
+  absl::StatusOr<Occupancy> AttachFirstFree();
+  absl::StatusOr<Occupancy> ReserveFirstFree();
 
  private:
-  absl::StatusOr<Taken> TakeFirstFree(PeerState target);
+  absl::StatusOr<Occupancy> TakeFirstFree(PeerState target);
 
   PeerEntry* entries_;
   uint32_t max_guests_;

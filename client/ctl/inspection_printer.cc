@@ -7,8 +7,8 @@
 #include "client/ctl/display_format.h"
 #include "client/ctl/json_line.h"
 #include "client/ctl/table_printer.h"
-#include "shm/format.h"
 #include "proto/peer_state_conversion.h"
+#include "shm/format.h"
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::ctl {

@@ -14,6 +14,7 @@
 #include "client/ctl/peer_printer.h"
 #include "client/ctl/table_printer.h"
 #include "google/protobuf/util/time_util.h"
+#include "shm/occupancy.h"
 
 namespace shmhub::ctl {
 namespace {
@@ -22,12 +23,9 @@ using google::protobuf::util::TimeUtil;
 
 bool Json() { return absl::GetFlag(FLAGS_json); }
 
-// PEER and EPOCH, the arguments of release and evict.
-struct Occupancy {
-  uint32_t peer_id = 0;
-  uint32_t epoch = 0;
-};
+using shm::Occupancy;
 
+// PEER and EPOCH, the arguments of release and evict.
 absl::StatusOr<Occupancy> ParseOccupancy(const Invocation& invocation) {
   absl::StatusOr<uint32_t> peer_id = ParseUint32Arg("PEER", invocation.args[0]);
   if (!peer_id.ok()) return peer_id.status();

@@ -131,7 +131,7 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
       return shm::Annotate(claimed, what);
     }
   } else {
-    absl::StatusOr<shm::PeerTable::Taken> taken = peers.AttachFirstFree();
+    absl::StatusOr<shm::Occupancy> taken = peers.AttachFirstFree();
     if (!taken.ok()) {
       return shm::Annotate(taken.status(),
                       absl::StrCat("attaching to a free slot in ", segment_path));

@@ -5,8 +5,8 @@
 // letter is the level (I, W, E).
 //
 // Thread safety: Log() may be called from any thread at any time.
-#ifndef SHMHUB_SERVER_LOG_H_
-#define SHMHUB_SERVER_LOG_H_
+#ifndef SHMHUB_SERVER_BASE_LOG_H_
+#define SHMHUB_SERVER_BASE_LOG_H_
 
 #include "absl/strings/string_view.h"
 
@@ -18,4 +18,4 @@ void Log(LogLevel level, absl::string_view message);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_LOG_H_
+#endif  // SHMHUB_SERVER_BASE_LOG_H_

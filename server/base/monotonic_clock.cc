@@ -1,4 +1,4 @@
-#include "server/monotonic_clock.h"
+#include "server/base/monotonic_clock.h"
 
 #include <time.h>
 

@@ -3,8 +3,8 @@
 // on it too, so a step of the wall clock never expires or crashes anything.
 //
 // Thread safety: safe from any thread.
-#ifndef SHMHUB_SERVER_MONOTONIC_CLOCK_H_
-#define SHMHUB_SERVER_MONOTONIC_CLOCK_H_
+#ifndef SHMHUB_SERVER_BASE_MONOTONIC_CLOCK_H_
+#define SHMHUB_SERVER_BASE_MONOTONIC_CLOCK_H_
 
 #include <cstdint>
 
@@ -25,4 +25,4 @@ uint64_t ToNs(absl::Duration duration);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_MONOTONIC_CLOCK_H_
+#endif  // SHMHUB_SERVER_BASE_MONOTONIC_CLOCK_H_

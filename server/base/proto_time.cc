@@ -1,4 +1,4 @@
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 
 #include <cstdint>
 

@@ -2,8 +2,8 @@
 // the API uses (google.protobuf.Timestamp, google.protobuf.Duration).
 //
 // Thread safety: pure functions.
-#ifndef SHMHUB_SERVER_PROTO_TIME_H_
-#define SHMHUB_SERVER_PROTO_TIME_H_
+#ifndef SHMHUB_SERVER_BASE_PROTO_TIME_H_
+#define SHMHUB_SERVER_BASE_PROTO_TIME_H_
 
 #include <optional>
 
@@ -23,4 +23,4 @@ std::optional<absl::Duration> FromProtoDuration(const google::protobuf::Duration
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_PROTO_TIME_H_
+#endif  // SHMHUB_SERVER_BASE_PROTO_TIME_H_

@@ -1,4 +1,4 @@
-#include "server/hub_config.h"
+#include "server/config/hub_config.h"
 
 #include <unistd.h>
 

@@ -1,8 +1,8 @@
 // Everything shmhubd can be configured with, validated in one place. The
 // flags of shmhubd_main.cc fill a HubConfig; tests build one directly.
-// Defaults are the architecture's documented defaults.
-#ifndef SHMHUB_SERVER_HUB_CONFIG_H_
-#define SHMHUB_SERVER_HUB_CONFIG_H_
+// The defaults here are shmhubd's documented defaults (`shmhubd --help`).
+#ifndef SHMHUB_SERVER_CONFIG_HUB_CONFIG_H_
+#define SHMHUB_SERVER_CONFIG_HUB_CONFIG_H_
 
 #include <cstdint>
 #include <string>
@@ -79,4 +79,4 @@ std::string FormatSlotClasses(const std::vector<shm::SlotClassConfig>& classes);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_HUB_CONFIG_H_
+#endif  // SHMHUB_SERVER_CONFIG_HUB_CONFIG_H_

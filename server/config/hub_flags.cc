@@ -1,4 +1,4 @@
-#include "server/hub_flags.h"
+#include "server/config/hub_flags.h"
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
@@ -110,7 +110,7 @@ absl::StatusOr<HubConfig> HubConfigFromFlags() {
 }
 
 bool IsHubFlagsFile(absl::string_view filename) {
-  return absl::EndsWith(filename, "server/hub_flags.cc");
+  return absl::EndsWith(filename, "server/config/hub_flags.cc");
 }
 
 std::string NormalizeFlagsFile(absl::string_view filename) {

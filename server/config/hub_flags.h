@@ -1,12 +1,12 @@
 // shmhubd's command-line flags and their translation into a HubConfig.
 //
 // The flag names are part of the product's interface (scripts and
-// deployments spell them): see the command-line table in architecture.md.
+// deployments spell them): `shmhubd --help` lists them with their defaults.
 // Durations are written the Abseil way: "100ms", "1s", "2m".
 //
 // Thread safety: read the flags after absl::ParseCommandLine, from one thread.
-#ifndef SHMHUB_SERVER_HUB_FLAGS_H_
-#define SHMHUB_SERVER_HUB_FLAGS_H_
+#ifndef SHMHUB_SERVER_CONFIG_HUB_FLAGS_H_
+#define SHMHUB_SERVER_CONFIG_HUB_FLAGS_H_
 
 #include <cstdint>
 #include <string>
@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/hub_config.h"
+#include "server/config/hub_config.h"
 
 ABSL_DECLARE_FLAG(std::string, segment);
 ABSL_DECLARE_FLAG(uint32_t, max_guests);
@@ -44,10 +44,10 @@ absl::StatusOr<HubConfig> HubConfigFromFlags();
 
 // For absl::FlagsUsageConfig: true for the file that defines shmhubd's
 // flags, so --help lists them, and that file's name as --help shows it
-// ("server/hub_flags.cc" rather than the build machine's absolute path).
+// ("server/config/hub_flags.cc" rather than the build machine's absolute path).
 bool IsHubFlagsFile(absl::string_view filename);
 std::string NormalizeFlagsFile(absl::string_view filename);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_HUB_FLAGS_H_
+#endif  // SHMHUB_SERVER_CONFIG_HUB_FLAGS_H_

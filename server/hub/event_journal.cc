@@ -1,4 +1,4 @@
-#include "server/event_journal.h"
+#include "server/hub/event_journal.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -8,10 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 
 namespace shmhub::server {
-namespace {
 
 v1::Resync MakeResync(v1::Resync::Reason reason, uint64_t oldest_available_sequence,
                       std::string message) {
@@ -21,8 +20,6 @@ v1::Resync MakeResync(v1::Resync::Reason reason, uint64_t oldest_available_seque
   resync.set_message(std::move(message));
   return resync;
 }
-
-}  // namespace
 
 EventJournal::EventJournal(std::string hub_instance_id, uint32_t capacity)
     : hub_instance_id_(std::move(hub_instance_id)), capacity_(capacity) {}

@@ -15,8 +15,8 @@
 // Thread safety: all methods are thread-safe. The `wake` callbacks are
 // invoked with the journal's lock held; they must be quick, must not block
 // and must not call back into the journal or into any Subscription.
-#ifndef SHMHUB_SERVER_EVENT_JOURNAL_H_
-#define SHMHUB_SERVER_EVENT_JOURNAL_H_
+#ifndef SHMHUB_SERVER_HUB_EVENT_JOURNAL_H_
+#define SHMHUB_SERVER_HUB_EVENT_JOURNAL_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +32,11 @@
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::server {
+
+// A RESYNC telling a watcher why its history is gone and where what is
+// kept begins.
+v1::Resync MakeResync(v1::Resync::Reason reason, uint64_t oldest_available_sequence,
+                      std::string message);
 
 class EventJournal {
  public:
@@ -156,4 +161,4 @@ class EventJournal::Subscription {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_EVENT_JOURNAL_H_
+#endif  // SHMHUB_SERVER_HUB_EVENT_JOURNAL_H_

@@ -1,12 +1,10 @@
-#include "server/host_ack_gate.h"
-
-#include <unistd.h>
+#include "server/hub/host_ack_gate.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 
-#include "server/monotonic_clock.h"
+#include "server/base/monotonic_clock.h"
 
 namespace shmhub::server {
 
@@ -20,12 +18,7 @@ HostAckGate::Slot* HostAckGate::SlotOf(uint32_t peer_id) {
 
 void HostAckGate::Queue(const shm::HostRecord& record) {
   notices_.push_back(record);
-  if (wake_fd_ >= 0) {
-    const uint64_t one = 1;
-    // An eventfd write fails only when the counter would overflow, and then
-    // the reader has a wake-up pending anyway.
-    [[maybe_unused]] const ssize_t written = ::write(wake_fd_, &one, sizeof(one));
-  }
+  if (on_notice_) on_notice_();
 }
 
 void HostAckGate::Register() {
@@ -33,12 +26,12 @@ void HostAckGate::Register() {
   notices_.clear();
 }
 
-std::vector<Occupancy> HostAckGate::Unregister() {
-  std::vector<Occupancy> owed;
+std::vector<shm::Occupancy> HostAckGate::Unregister() {
+  std::vector<shm::Occupancy> owed;
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
     if (slot.phase == Phase::kAwaitingAck) {
-      owed.push_back(Occupancy{static_cast<uint32_t>(i + 1), slot.epoch});
+      owed.push_back(shm::Occupancy{static_cast<uint32_t>(i + 1), slot.epoch});
     }
     // Orphans stay orphans: the next host must not be sent them either.
     if (slot.phase != Phase::kOrphaned) slot = Slot{};
@@ -48,7 +41,7 @@ std::vector<Occupancy> HostAckGate::Unregister() {
   return owed;
 }
 
-void HostAckGate::Announce(const Occupancy& occupancy) {
+void HostAckGate::Announce(const shm::Occupancy& occupancy) {
   Slot* slot = SlotOf(occupancy.peer_id);
   if (slot == nullptr || !registered_) return;
   if (slot->epoch == occupancy.epoch && slot->phase != Phase::kUnknown) return;
@@ -60,13 +53,13 @@ void HostAckGate::Announce(const Occupancy& occupancy) {
   Queue(shm::PeerAttachedRecord(occupancy.peer_id, occupancy.epoch, 0));
 }
 
-void HostAckGate::Orphan(const Occupancy& occupancy) {
+void HostAckGate::Orphan(const shm::Occupancy& occupancy) {
   Slot* slot = SlotOf(occupancy.peer_id);
   if (slot == nullptr) return;
   *slot = Slot{.phase = Phase::kOrphaned, .epoch = occupancy.epoch, .deadline_ns = 0};
 }
 
-HostAckGate::Verdict HostAckGate::BeginRecovery(const Occupancy& occupancy,
+HostAckGate::Verdict HostAckGate::BeginRecovery(const shm::Occupancy& occupancy,
                                                shm::PeerDeparture departure, uint64_t now_ns) {
   Slot* slot = SlotOf(occupancy.peer_id);
   if (slot == nullptr || slot->epoch != occupancy.epoch) return Verdict::kRecoverNow;
@@ -88,7 +81,7 @@ HostAckGate::Verdict HostAckGate::BeginRecovery(const Occupancy& occupancy,
   return Verdict::kRecoverNow;
 }
 
-bool HostAckGate::Acknowledge(const Occupancy& occupancy) {
+bool HostAckGate::Acknowledge(const shm::Occupancy& occupancy) {
   Slot* slot = SlotOf(occupancy.peer_id);
   if (slot == nullptr || slot->phase != Phase::kAwaitingAck || slot->epoch != occupancy.epoch) {
     return false;

@@ -21,29 +21,25 @@
 //
 // PeerHub owns one and calls it under its mutex; LocalSocketServer takes
 // the records (TakeNotices) on its own thread and writes them to the host.
-// Queuing a record writes to the wake eventfd, if one is set, so that
-// thread's poll() wakes; nothing here blocks.
+// Queuing a record calls the notice callback, if one is set, with which
+// that thread wakes itself (an eventfd write); nothing here blocks or does
+// I/O of its own.
 //
 // Thread safety: none; the owner serialises every call.
-#ifndef SHMHUB_SERVER_HOST_ACK_GATE_H_
-#define SHMHUB_SERVER_HOST_ACK_GATE_H_
+#ifndef SHMHUB_SERVER_HUB_HOST_ACK_GATE_H_
+#define SHMHUB_SERVER_HUB_HOST_ACK_GATE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "shm/host_control.h"
+#include "shm/occupancy.h"
 
 namespace shmhub::server {
-
-// One occupancy of a slot.
-struct Occupancy {
-  uint32_t peer_id = 0;
-  uint32_t epoch = 0;
-
-  friend bool operator==(const Occupancy&, const Occupancy&) = default;
-};
 
 class HostAckGate {
  public:
@@ -53,9 +49,10 @@ class HostAckGate {
   HostAckGate(const HostAckGate&) = delete;
   HostAckGate& operator=(const HostAckGate&) = delete;
 
-  // An eventfd written (one increment) whenever a record is queued; -1 for
-  // none. Not owned: the caller clears it before closing it.
-  void set_wake_fd(int fd) { wake_fd_ = fd; }
+  // Called whenever a record is queued, so whoever takes the records
+  // (TakeNotices) knows to; empty for none. It runs inside the owner's
+  // serialisation and must not call back into the gate.
+  void set_notice_callback(std::function<void()> callback) { on_notice_ = std::move(callback); }
 
   bool registered() const { return registered_; }
   // A host application registered; records queued from now on are for it.
@@ -63,17 +60,17 @@ class HostAckGate {
   // It is gone: its queued records are dropped, everything it was told is
   // forgotten, and the occupancies whose recovery waited for it are
   // returned (its acknowledgement counts as given: they may recover now).
-  std::vector<Occupancy> Unregister();
+  std::vector<shm::Occupancy> Unregister();
 
   // `occupancy` is Attached: queues PEER_ATTACHED (arg 0; the socket server
   // adds the descriptors it holds), unless no host is registered, it was
   // already told, or the occupancy is orphaned. A different occupancy of the
   // same slot that the host still knows gets PEER_RECOVERING(kVanished)
   // first, so the host never holds two links for one slot.
-  void Announce(const Occupancy& occupancy);
+  void Announce(const shm::Occupancy& occupancy);
   // The host application's death cut `occupancy` off from the data plane
   // (its doorbell was shut down): it is never announced to a later host.
-  void Orphan(const Occupancy& occupancy);
+  void Orphan(const shm::Occupancy& occupancy);
 
   enum class Verdict {
     kRecoverNow,  // the host does not know the occupancy, or has acknowledged
@@ -84,11 +81,11 @@ class HostAckGate {
   // `now_ns`. The first ask about an occupancy the host knows queues
   // PEER_RECOVERING(`departure`) and starts the deadline; kTimedOut is
   // returned once, after which the occupancy is forgotten (kRecoverNow).
-  Verdict BeginRecovery(const Occupancy& occupancy, shm::PeerDeparture departure,
+  Verdict BeginRecovery(const shm::Occupancy& occupancy, shm::PeerDeparture departure,
                         uint64_t now_ns);
   // RECOVERY_READY for `occupancy`: true when a recovery was waiting for it
   // (it may run now). Late, repeated or unsolicited ones return false.
-  bool Acknowledge(const Occupancy& occupancy);
+  bool Acknowledge(const shm::Occupancy& occupancy);
   // The slot of `peer_id` now holds the occupancy at `live_epoch` (Attached,
   // Goodbye or Corrupt), or none. Forgets what no longer matches; an
   // occupancy the host knows that ended without PEER_RECOVERING gets one
@@ -114,9 +111,9 @@ class HostAckGate {
   std::vector<Slot> slots_;  // slots_[i] is peer i + 1
   bool registered_ = false;
   std::vector<shm::HostRecord> notices_;
-  int wake_fd_ = -1;
+  std::function<void()> on_notice_;
 };
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_HOST_ACK_GATE_H_
+#endif  // SHMHUB_SERVER_HUB_HOST_ACK_GATE_H_

@@ -1,4 +1,4 @@
-#include "server/hub_metrics.h"
+#include "server/hub/hub_metrics.h"
 
 #include <algorithm>
 #include <cstddef>
@@ -10,7 +10,7 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/descriptor.h"
 #include "prometheus/gauge.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 
 namespace shmhub::server {
 namespace {

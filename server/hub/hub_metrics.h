@@ -36,8 +36,8 @@
 // Thread safety: every method is thread-safe and takes no lock of the hub;
 // counters are atomics and a histogram observation takes only the
 // histogram's own short lock, so PeerHub calls these under its mutex.
-#ifndef SHMHUB_SERVER_HUB_METRICS_H_
-#define SHMHUB_SERVER_HUB_METRICS_H_
+#ifndef SHMHUB_SERVER_HUB_HUB_METRICS_H_
+#define SHMHUB_SERVER_HUB_HUB_METRICS_H_
 
 #include <array>
 #include <memory>
@@ -114,4 +114,4 @@ class HubMetrics {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_HUB_METRICS_H_
+#endif  // SHMHUB_SERVER_HUB_HUB_METRICS_H_

@@ -1,4 +1,4 @@
-#include "server/liveness_monitor.h"
+#include "server/hub/liveness_monitor.h"
 
 namespace shmhub::server {
 

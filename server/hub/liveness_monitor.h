@@ -10,15 +10,15 @@
 // Ownership: `hub` must outlive the monitor, or at least the return of
 // Stop(). Thread safety: Stop() may be called from any thread, any number
 // of times, concurrently; the destructor calls it.
-#ifndef SHMHUB_SERVER_LIVENESS_MONITOR_H_
-#define SHMHUB_SERVER_LIVENESS_MONITOR_H_
+#ifndef SHMHUB_SERVER_HUB_LIVENESS_MONITOR_H_
+#define SHMHUB_SERVER_HUB_LIVENESS_MONITOR_H_
 
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/peer_hub.h"
+#include "server/hub/peer_hub.h"
 
 namespace shmhub::server {
 
@@ -49,4 +49,4 @@ class LivenessMonitor {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_LIVENESS_MONITOR_H_
+#endif  // SHMHUB_SERVER_HUB_LIVENESS_MONITOR_H_

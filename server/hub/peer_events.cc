@@ -1,4 +1,4 @@
-#include "server/peer_events.h"
+#include "server/hub/peer_events.h"
 
 #include <utility>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 
 namespace shmhub::server {
 namespace {
@@ -18,19 +18,23 @@ std::string ShortName(const std::string& enum_name, absl::string_view prefix) {
 
 }  // namespace
 
-v1::PeerEvent MakePeerEvent(v1::EventKind kind, uint32_t peer_id, uint32_t epoch,
+v1::PeerEvent MakePeerEvent(v1::EventKind kind, const shm::Occupancy& occupancy,
                             std::string reason) {
   v1::PeerEvent event;
   event.set_kind(kind);
-  event.set_peer_id(peer_id);
-  event.set_epoch(epoch);
+  event.set_peer_id(occupancy.peer_id);
+  event.set_epoch(occupancy.epoch);
   event.set_reason(std::move(reason));
   return event;
 }
 
-v1::PeerEvent MakeCrashedEvent(uint32_t peer_id, uint32_t epoch, v1::Detector detector,
+v1::PeerEvent MakeHubEvent(v1::EventKind kind, std::string reason) {
+  return MakePeerEvent(kind, shm::Occupancy{}, std::move(reason));
+}
+
+v1::PeerEvent MakeCrashedEvent(const shm::Occupancy& occupancy, v1::Detector detector,
                                std::optional<uint64_t> heartbeat_age_ns, std::string reason) {
-  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_CRASHED, peer_id, epoch, std::move(reason));
+  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_CRASHED, occupancy, std::move(reason));
   event.set_detector(detector);
   if (heartbeat_age_ns.has_value()) {
     *event.mutable_heartbeat_age() = ToProtoDuration(absl::Nanoseconds(*heartbeat_age_ns));

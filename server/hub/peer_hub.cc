@@ -1,6 +1,6 @@
 // PeerHub: creation, the RPC operations, views and shutdown. The monitoring
 // pass (Scan) and recovery live in peer_hub_scan.cc.
-#include "server/peer_hub.h"
+#include "server/hub/peer_hub.h"
 
 #include <optional>
 #include <utility>
@@ -10,18 +10,17 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "proto/peer_state_conversion.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_events.h"
-#include "server/peer_view.h"
-#include "server/proto_time.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/proto_time.h"
+#include "server/base/shutting_down.h"
+#include "server/hub/peer_events.h"
+#include "server/hub/peer_view.h"
 #include "shm/format.h"
 
 namespace shmhub::server {
 namespace {
 
 constexpr mode_t kSegmentMode = 0660;
-
-absl::Status ShuttingDown() { return absl::UnavailableError("shmhubd is shutting down"); }
 
 absl::string_view StateName(v1::PeerState state) {
   switch (state) {
@@ -179,27 +178,32 @@ PublishedSlot PeerHub::PublishedSlotState(uint32_t peer_id) const {
   return UnpackPublished(mirror_[peer_id - 1].load(std::memory_order_relaxed));
 }
 
-std::optional<Reservation> PeerHub::FindReplay(const std::string& request_id) const {
+SlotRecord* PeerHub::FindByRequestId(const std::string& request_id) {
   // Records drop their reservation when the slot is Empty again, so a match
   // is a reservation whose occupancy still lasts.
-  for (const SlotRecord& record : slots_) {
+  for (SlotRecord& record : slots_) {
     if (record.reservation.has_value() && record.reservation->request_id == request_id) {
-      return Reservation{.peer_id = record.peer_id,
-                         .epoch = record.epoch,
-                         .lease_expires_at = record.reservation->lease_expires_at,
-                         .replayed = true};
+      return &record;
     }
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+SlotRecord* PeerHub::FindHolder(const shm::Occupancy& occupancy) {
+  SlotRecord* record = FindRecord(occupancy.peer_id);
+  return record != nullptr && record->Holds(occupancy) ? record : nullptr;
 }
 
 absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDown();
+  if (shutting_down_) return ShuttingDownError();
   if (!request.request_id.empty()) {
-    if (std::optional<Reservation> replay = FindReplay(request.request_id); replay.has_value()) {
+    if (const SlotRecord* replay = FindByRequestId(request.request_id); replay != nullptr) {
       metrics_->CountReservation(ReservationOutcome::kReplayed);
-      return *replay;
+      return Reservation{.peer_id = replay->peer_id,
+                         .epoch = replay->epoch,
+                         .lease_expires_at = replay->reservation->lease_expires_at,
+                         .replayed = true};
     }
   }
   // D-8 over the slots published Empty: a slot a guest took since the last
@@ -220,7 +224,7 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
         .lease_deadline_ns = MonotonicNowNs() + ToNs(request.lease_ttl),
     };
     v1::PeerEvent event =
-        MakePeerEvent(v1::EVENT_KIND_RESERVED, record.peer_id, *epoch,
+        MakePeerEvent(v1::EVENT_KIND_RESERVED, record.occupancy(),
                       absl::StrCat("lease ", absl::FormatDuration(request.lease_ttl)));
     event.set_owner(request.owner);
     event.mutable_labels()->insert(request.labels.begin(), request.labels.end());
@@ -236,9 +240,10 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
       absl::StrCat("all ", config_.max_guests, " peer slots are occupied"));
 }
 
-absl::Status PeerHub::Release(uint32_t peer_id, uint32_t epoch) {
+absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
+  const auto [peer_id, epoch] = occupancy;
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDown();
+  if (shutting_down_) return ShuttingDownError();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
   if (record->state != v1::PEER_STATE_RESERVED || record->epoch != epoch) {
@@ -248,17 +253,17 @@ absl::Status PeerHub::Release(uint32_t peer_id, uint32_t epoch) {
   if (!entry.ReleaseFenced(epoch).ok()) {
     return SegmentFencingError(FencedOp::kRelease, peer_id, entry.LoadPair(), epoch);
   }
-  Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, peer_id, epoch, "released by ReleasePeer"));
+  Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, occupancy, "released by ReleasePeer"));
   metrics_->CountReservation(ReservationOutcome::kReleased);
   record->BecomeEmpty(epoch, absl::Now());
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(uint32_t peer_id,
-                                                                  uint32_t epoch,
-                                                                  const std::string& reason) {
+absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(
+    const shm::Occupancy& occupancy, const std::string& reason) {
+  const auto [peer_id, epoch] = occupancy;
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDown();
+  if (shutting_down_) return ShuttingDownError();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
   if (record->state != v1::PEER_STATE_ATTACHED || record->epoch != epoch) {
@@ -268,7 +273,7 @@ absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(uint32_t peer_
   if (!entry.GoodbyeFenced(epoch).ok()) {
     return SegmentFencingError(FencedOp::kEvict, peer_id, entry.LoadPair(), epoch);
   }
-  Publish(MakePeerEvent(v1::EVENT_KIND_EVICTED, peer_id, epoch,
+  Publish(MakePeerEvent(v1::EVENT_KIND_EVICTED, occupancy,
                         reason.empty() ? std::string("evicted by EvictPeer") : reason));
   record->Enter(v1::PEER_STATE_GOODBYE, absl::Now());
   // The host application's RECOVERY_READY (or its timeout) recovers it.
@@ -276,7 +281,7 @@ absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(uint32_t peer_
   absl::StatusOr<shm::RecoveryReport> report = RecoverAndPublish(*record);
   if (!report.ok()) {
     return shm::Annotate(report.status(),
-                       absl::StrCat("peer ", peer_id, " epoch ", epoch,
+                       absl::StrCat(occupancy.ToString(),
                                     " was evicted, but its recovery failed (shmhubd retries it "
                                     "on every scan)"));
   }
@@ -348,7 +353,7 @@ void PeerHub::BeginShutdown() {
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return;
   shutting_down_ = true;
-  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_SHUTDOWN, 0, 0, "shmhubd is shutting down"));
+  Publish(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN, "shmhubd is shutting down"));
   segment_->SetHostGoodbye();
 }
 

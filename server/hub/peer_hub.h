@@ -34,11 +34,12 @@
 //
 // Thread safety: all methods are thread-safe. Scan() is called by the
 // LivenessMonitor thread; RPC handlers call the rest concurrently.
-#ifndef SHMHUB_SERVER_PEER_HUB_H_
-#define SHMHUB_SERVER_PEER_HUB_H_
+#ifndef SHMHUB_SERVER_HUB_PEER_HUB_H_
+#define SHMHUB_SERVER_HUB_PEER_HUB_H_
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -51,13 +52,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/event_journal.h"
-#include "server/hub_config.h"
-#include "server/host_ack_gate.h"
-#include "server/hub_metrics.h"
-#include "server/log.h"
-#include "server/slot_record.h"
+#include "server/base/log.h"
+#include "server/config/hub_config.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/host_ack_gate.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/slot_record.h"
 #include "shm/host_control.h"
+#include "shm/occupancy.h"
 #include "shm/peer_recovery.h"
 #include "shm/segment.h"
 #include "shmhub/v1/hub.pb.h"
@@ -84,6 +86,8 @@ struct Reservation {
   uint32_t epoch = 0;
   absl::Time lease_expires_at;
   bool replayed = false;  // an earlier request with the same id made it
+
+  shm::Occupancy occupancy() const { return {peer_id, epoch}; }
 };
 
 // A slot as last published, read without the hub's lock (metrics).
@@ -118,10 +122,10 @@ class PeerHub {
   // lowest slot that is Empty both as published and in the segment (D-8: a
   // CAS lost to a guest moves on to the next slot).
   absl::StatusOr<Reservation> Reserve(const ReserveRequest& request);
-  absl::Status Release(uint32_t peer_id, uint32_t epoch);
+  absl::Status Release(const shm::Occupancy& occupancy);
   // Evict returns the recovery report, or nothing when recovery waits for
   // the registered host application (RECOVERED follows on the stream).
-  absl::StatusOr<std::optional<shm::RecoveryReport>> Evict(uint32_t peer_id, uint32_t epoch,
+  absl::StatusOr<std::optional<shm::RecoveryReport>> Evict(const shm::Occupancy& occupancy,
                                                            const std::string& reason);
   absl::StatusOr<v1::Peer> GetPeer(uint32_t peer_id) const;
   std::vector<v1::Peer> ListPeers(bool include_empty) const;
@@ -147,16 +151,16 @@ class PeerHub {
   // as Reserve, plus NOT_FOUND for a session id that names no reservation
   // and FAILED_PRECONDITION for one already claimed.
   absl::StatusOr<Reservation> ReserveForLocalGuest(const LocalGuest& guest);
-  // The watched guest of (peer_id, epoch) is gone: its doorbell hung up
+  // The watched guest of `occupancy` is gone: its doorbell hung up
   // (DETECTOR_DOORBELL) or its process exited (DETECTOR_PROCESS_EXIT),
   // noticed `since` ago. The slot is reconciled with the segment first, so
   // a guest that stored Goodbye gets GOODBYE; one still Attached gets
   // CRASHED by `detector` and recovery; a reservation never claimed is
-  // released. Nothing happens once the slot has moved on from `epoch`.
-  void OnLocalGuestGone(uint32_t peer_id, uint32_t epoch, v1::Detector detector,
+  // released. Nothing happens once that occupancy has ended.
+  void OnLocalGuestGone(const shm::Occupancy& occupancy, v1::Detector detector,
                         absl::Duration since);
-  // Whether the slot is still occupied at `epoch`.
-  bool IsCurrentOccupancy(uint32_t peer_id, uint32_t epoch) const;
+  // Whether the slot is still occupied by `occupancy`.
+  bool IsCurrentOccupancy(const shm::Occupancy& occupancy) const;
 
   // ---- The data-plane host application (peer_hub_host.cc; the protocol is
   // docs/host-protocol.md, the bookkeeping HostAckGate). LocalSocketServer
@@ -173,16 +177,17 @@ class PeerHub {
   // are the guests whose doorbell the socket server shut down (they
   // are no longer watched by their doorbell and are never announced to a
   // later host). A no-op when none is registered.
-  void UnregisterHost(const std::string& why, const std::vector<Occupancy>& orphaned);
+  void UnregisterHost(const std::string& why, const std::vector<shm::Occupancy>& orphaned);
   // RECOVERY_READY from the host: the recovery of `occupancy` runs now if it
   // was waiting for it; anything else is ignored.
-  void OnHostRecoveryReady(const Occupancy& occupancy);
+  void OnHostRecoveryReady(const shm::Occupancy& occupancy);
   // The records owed to the host since the last call, in order
   // (PEER_ATTACHED with arg 0: the caller adds the fds it holds).
   std::vector<shm::HostRecord> TakeHostNotices();
-  // An eventfd written whenever a record is owed; -1 for none. Not owned:
-  // set it back to -1 before closing it.
-  void SetHostNoticeWake(int eventfd);
+  // Called, under the hub's lock, whenever a record becomes owed: it must
+  // only wake whoever calls TakeHostNotices (and may not call the hub).
+  // Empty for none; whoever set it clears it before what it captures goes.
+  void SetHostNoticeCallback(std::function<void()> callback);
 
   // ---- Shutdown. Refuses further mutations (UNAVAILABLE), appends
   // HOST_SHUTDOWN and raises host_goodbye in the segment. Idempotent.
@@ -216,9 +221,12 @@ class PeerHub {
   SlotRecord* FindRecord(uint32_t peer_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const SlotRecord* FindRecord(uint32_t peer_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NoSuchPeer(uint32_t peer_id) const;
-  // The reservation made with `request_id`, while its occupancy lasts.
-  std::optional<Reservation> FindReplay(const std::string& request_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The record whose reservation was made with `request_id`, while its
+  // occupancy lasts; null for none.
+  SlotRecord* FindByRequestId(const std::string& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The record still held by `occupancy` (SlotRecord::Holds); null once
+  // that occupancy has ended or for a peer id outside 1..max_guests.
+  SlotRecord* FindHolder(const shm::Occupancy& occupancy) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs `event` and appends it to the journal. Every append happens under
   // mu_, which is what makes Snapshot() exact.
   void Publish(v1::PeerEvent event, LogLevel level = LogLevel::kInfo)
@@ -306,4 +314,4 @@ class ABSL_SCOPED_LOCKABLE PeerHub::MutationLock {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_PEER_HUB_H_
+#endif  // SHMHUB_SERVER_HUB_PEER_HUB_H_

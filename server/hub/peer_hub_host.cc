@@ -5,20 +5,22 @@
 // must wait is left for the acknowledgement or a later Scan.
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/log.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_events.h"
-#include "server/peer_hub.h"
+#include "server/base/log.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/shutting_down.h"
+#include "server/hub/peer_events.h"
+#include "server/hub/peer_hub.h"
 
 namespace shmhub::server {
 
 absl::Status PeerHub::RegisterHost(const std::string& who) {
   MutationLock lock(this);
-  if (shutting_down_) return absl::UnavailableError("shmhubd is shutting down");
+  if (shutting_down_) return ShuttingDownError();
   if (host_gate_.registered()) {
     return absl::AlreadyExistsError(
         "a host application is already registered with this shmhubd (one data-plane host per "
@@ -26,55 +28,52 @@ absl::Status PeerHub::RegisterHost(const std::string& who) {
   }
   host_gate_.Register();
   metrics_->SetHostRegistered(true);
-  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_ATTACHED, 0, 0,
+  Publish(MakeHubEvent(v1::EVENT_KIND_HOST_ATTACHED,
                         absl::StrCat("host application with ", who, " registered")));
   for (const SlotRecord& record : slots_) {
     if (record.state == v1::PEER_STATE_ATTACHED) {
-      host_gate_.Announce(Occupancy{record.peer_id, record.epoch});
+      host_gate_.Announce(record.occupancy());
     }
   }
   return absl::OkStatus();
 }
 
-void PeerHub::UnregisterHost(const std::string& why, const std::vector<Occupancy>& orphaned) {
+void PeerHub::UnregisterHost(const std::string& why, const std::vector<shm::Occupancy>& orphaned) {
   MutationLock lock(this);
   if (!host_gate_.registered()) return;
-  const std::vector<Occupancy> owed = host_gate_.Unregister();
+  const std::vector<shm::Occupancy> owed = host_gate_.Unregister();
   metrics_->SetHostRegistered(false);
-  for (const Occupancy& occupancy : orphaned) {
+  for (const shm::Occupancy& occupancy : orphaned) {
     host_gate_.Orphan(occupancy);
-    SlotRecord* record = FindRecord(occupancy.peer_id);
     // The socket server shut that doorbell: it no longer tells us anything.
-    if (record != nullptr && record->occupied() && record->epoch == occupancy.epoch) {
+    if (SlotRecord* record = FindHolder(occupancy); record != nullptr) {
       record->doorbell_watched = false;
     }
   }
   // After HOST_SHUTDOWN the stream has ended, and Scan recovers nothing.
   if (shutting_down_) return;
-  Publish(MakePeerEvent(v1::EVENT_KIND_HOST_DETACHED, 0, 0,
+  Publish(MakeHubEvent(v1::EVENT_KIND_HOST_DETACHED,
                         absl::StrCat(why, "; ", owed.size(), " recoveries waited for it, ",
                                      orphaned.size(), " local guests lost their doorbell")),
           LogLevel::kWarning);
   // Its acknowledgements count as given.
-  for (const Occupancy& occupancy : owed) {
-    SlotRecord* record = FindRecord(occupancy.peer_id);
-    if (record != nullptr && record->recovering() && record->epoch == occupancy.epoch) {
+  for (const shm::Occupancy& occupancy : owed) {
+    if (SlotRecord* record = FindHolder(occupancy); record != nullptr && record->recovering()) {
       RecoverAndPublish(*record).IgnoreError();  // failures are logged inside and retried
     }
   }
 }
 
-void PeerHub::OnHostRecoveryReady(const Occupancy& occupancy) {
+void PeerHub::OnHostRecoveryReady(const shm::Occupancy& occupancy) {
   MutationLock lock(this);
   if (shutting_down_) return;
   if (!host_gate_.Acknowledge(occupancy)) {
-    Log(LogLevel::kInfo, absl::StrCat("peer ", occupancy.peer_id, " epoch ", occupancy.epoch,
-                                      ": RECOVERY_READY that no recovery waits for (late or "
+    Log(LogLevel::kInfo, absl::StrCat(occupancy.ToString(), ": RECOVERY_READY that no recovery waits for (late or "
                                       "unsolicited); ignored"));
     return;
   }
-  SlotRecord* record = FindRecord(occupancy.peer_id);
-  if (record == nullptr || !record->recovering() || record->epoch != occupancy.epoch) return;
+  SlotRecord* record = FindHolder(occupancy);
+  if (record == nullptr || !record->recovering()) return;
   RecoverAndPublish(*record).IgnoreError();  // failures are logged inside and retried
 }
 
@@ -83,21 +82,20 @@ std::vector<shm::HostRecord> PeerHub::TakeHostNotices() {
   return host_gate_.TakeNotices();
 }
 
-void PeerHub::SetHostNoticeWake(int eventfd) {
+void PeerHub::SetHostNoticeCallback(std::function<void()> callback) {
   absl::MutexLock lock(&mu_);
-  host_gate_.set_wake_fd(eventfd);
+  host_gate_.set_notice_callback(std::move(callback));
 }
 
 bool PeerHub::HeldForHost(SlotRecord& record, shm::PeerDeparture departure) {
-  const Occupancy occupancy{record.peer_id, record.epoch};
-  switch (host_gate_.BeginRecovery(occupancy, departure, MonotonicNowNs())) {
+  switch (host_gate_.BeginRecovery(record.occupancy(), departure, MonotonicNowNs())) {
     case HostAckGate::Verdict::kRecoverNow:
       return false;
     case HostAckGate::Verdict::kWait:
       return true;
     case HostAckGate::Verdict::kTimedOut:
       metrics_->CountHostAckTimeout();
-      Publish(MakePeerEvent(v1::EVENT_KIND_HOST_UNRESPONSIVE, record.peer_id, record.epoch,
+      Publish(MakePeerEvent(v1::EVENT_KIND_HOST_UNRESPONSIVE, record.occupancy(),
                             absl::StrCat("the host application did not release the guest within "
                                          "--host_ack_timeout ",
                                          absl::FormatDuration(config_.host_ack_timeout),

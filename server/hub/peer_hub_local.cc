@@ -6,10 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/log.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_events.h"
-#include "server/peer_hub.h"
+#include "server/base/log.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/shutting_down.h"
+#include "server/hub/peer_events.h"
+#include "server/hub/peer_hub.h"
 
 namespace shmhub::server {
 namespace {
@@ -32,18 +33,12 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
     granted = *reservation;
   }
   MutationLock lock(this);
-  if (shutting_down_) return absl::UnavailableError("shmhubd is shutting down");
+  if (shutting_down_) return ShuttingDownError();
   SlotRecord* record = nullptr;
   if (granted.has_value()) {
     record = FindRecord(granted->peer_id);
   } else {
-    for (SlotRecord& candidate : slots_) {
-      if (candidate.reservation.has_value() &&
-          candidate.reservation->request_id == guest.session_id) {
-        record = &candidate;
-        break;
-      }
-    }
+    record = FindByRequestId(guest.session_id);
     if (record == nullptr) {
       return absl::NotFoundError(
           absl::StrCat("no reservation has request id \"", guest.session_id,
@@ -62,7 +57,7 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
   }
   // A scan between Reserve and here may have moved the slot on (it cannot
   // in practice: the lease is far longer), and then there is nothing to arm.
-  if (record == nullptr || record->epoch != granted->epoch ||
+  if (record == nullptr || !record->Holds(granted->occupancy()) ||
       record->state != v1::PEER_STATE_RESERVED) {
     return absl::AbortedError(absl::StrCat("peer ", granted->peer_id,
                                            " changed while it was being reserved; try again"));
@@ -73,17 +68,18 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
   return *granted;
 }
 
-void PeerHub::OnLocalGuestGone(uint32_t peer_id, uint32_t epoch, v1::Detector detector,
+void PeerHub::OnLocalGuestGone(const shm::Occupancy& occupancy, v1::Detector detector,
                                absl::Duration since) {
+  const auto [peer_id, epoch] = occupancy;
   MutationLock lock(this);
   if (shutting_down_) return;
-  SlotRecord* record = FindRecord(peer_id);
-  if (record == nullptr || !record->occupied() || record->epoch != epoch) return;
+  SlotRecord* record = FindHolder(occupancy);
+  if (record == nullptr) return;
   const uint64_t now_ns = MonotonicNowNs();
   // Publish whatever the guest did before it went (claimed, left in order)
   // as the scan would, so the event names what really happened.
   ScanSlot(*record, now_ns);
-  if (!record->occupied() || record->epoch != epoch) return;
+  if (!record->Holds(occupancy)) return;
   const std::string who = DescribePid(record->pid);
   const std::string evidence =
       detector == v1::DETECTOR_DOORBELL
@@ -93,7 +89,7 @@ void PeerHub::OnLocalGuestGone(uint32_t peer_id, uint32_t epoch, v1::Detector de
     case v1::PEER_STATE_RESERVED: {
       shm::PeerEntryView entry = EntryOf(peer_id);
       if (!entry.ReleaseFenced(epoch).ok()) return;  // the next scan reconciles
-      Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, peer_id, epoch,
+      Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, occupancy,
                             absl::StrCat("the local guest (", who, ") left before claiming: ",
                                          evidence)));
       metrics_->CountReservation(ReservationOutcome::kReleased);
@@ -114,10 +110,10 @@ void PeerHub::OnLocalGuestGone(uint32_t peer_id, uint32_t epoch, v1::Detector de
   }
 }
 
-bool PeerHub::IsCurrentOccupancy(uint32_t peer_id, uint32_t epoch) const {
+bool PeerHub::IsCurrentOccupancy(const shm::Occupancy& occupancy) const {
   absl::MutexLock lock(&mu_);
-  const SlotRecord* record = FindRecord(peer_id);
-  return record != nullptr && record->occupied() && record->epoch == epoch;
+  const SlotRecord* record = FindRecord(occupancy.peer_id);
+  return record != nullptr && record->Holds(occupancy);
 }
 
 }  // namespace shmhub::server

@@ -1,6 +1,6 @@
 // PeerHub::Scan: the liveness monitor's pass over the peer table, and the
-// recovery of slots whose guests are gone (architecture "Peer slot
-// lifecycle" and "Liveness"; format §5.6 D-1, §13, §14).
+// recovery of slots whose guests are gone (the peer states and events of
+// proto/shmhub/v1/hub.proto; format §5.6 D-1, §13, §14).
 //
 // For each slot the pass loads (state, epoch) once and compares it with the
 // slot's record, the state watchers have been told about. Each difference is
@@ -42,11 +42,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/log.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_events.h"
-#include "server/peer_hub.h"
-#include "server/proto_time.h"
+#include "server/base/log.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/proto_time.h"
+#include "server/hub/peer_events.h"
+#include "server/hub/peer_hub.h"
 #include "shm/peer_recovery.h"
 #include "shm/peer_table.h"
 
@@ -83,7 +83,7 @@ void PeerHub::ScanSlot(SlotRecord& record, uint64_t now_ns) {
     OnEmptied(record, epoch);
     return;
   }
-  if (!record.occupied() || epoch != record.epoch) {
+  if (!record.Holds({record.peer_id, epoch})) {
     OnNewOccupancy(record, seen, now_ns);
     return;
   }
@@ -144,23 +144,23 @@ void PeerHub::OnEmptied(SlotRecord& record, uint32_t epoch) {
       return;
     case v1::PEER_STATE_RESERVED:
       Publish(
-          MakePeerEvent(v1::EVENT_KIND_RELEASED, record.peer_id, record.epoch,
+          MakePeerEvent(v1::EVENT_KIND_RELEASED, record.occupancy(),
                         absl::StrCat("the reservation was released outside shmhubd", epoch_note)),
           LogLevel::kWarning);
       metrics_->CountReservation(ReservationOutcome::kReleased);
       break;
     case v1::PEER_STATE_ATTACHED:
-      Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.peer_id, record.epoch,
+      Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.occupancy(),
                             absl::StrCat("the slot was emptied outside shmhubd", epoch_note)),
               LogLevel::kWarning);
-      Publish(MakePeerEvent(v1::EVENT_KIND_RECOVERED, record.peer_id, record.epoch,
+      Publish(MakePeerEvent(v1::EVENT_KIND_RECOVERED, record.occupancy(),
                             "emptied outside shmhubd: its rings and pool slots were not "
                             "recovered"),
               LogLevel::kWarning);
       break;
     default:
       Publish(MakePeerEvent(
-                  v1::EVENT_KIND_RECOVERED, record.peer_id, record.epoch,
+                  v1::EVENT_KIND_RECOVERED, record.occupancy(),
                   absl::StrCat("emptied outside shmhubd before its recovery finished", epoch_note)),
               LogLevel::kWarning);
       break;
@@ -278,7 +278,7 @@ void PeerHub::OnRecoveringSlot(SlotRecord& record, shm::PeerState seen, uint64_t
 void PeerHub::ExpireLease(SlotRecord& record, uint64_t now_ns) {
   shm::PeerEntryView entry = EntryOf(record.peer_id);
   if (entry.ReleaseFenced(record.epoch).ok()) {
-    Publish(MakePeerEvent(v1::EVENT_KIND_RESERVATION_EXPIRED, record.peer_id, record.epoch,
+    Publish(MakePeerEvent(v1::EVENT_KIND_RESERVATION_EXPIRED, record.occupancy(),
                           absl::StrCat("unclaimed after its lease of ",
                                        absl::FormatDuration(record.reservation->lease_ttl))));
     metrics_->CountReservation(ReservationOutcome::kExpired);
@@ -307,7 +307,7 @@ void PeerHub::AdoptForeignReservation(SlotRecord& record, uint64_t now_ns,
   record.reservation->lease_ttl = ttl;
   record.reservation->lease_expires_at = now + ttl;
   record.reservation->lease_deadline_ns = now_ns + ToNs(ttl);
-  Publish(MakePeerEvent(v1::EVENT_KIND_RESERVED, record.peer_id, record.epoch,
+  Publish(MakePeerEvent(v1::EVENT_KIND_RESERVED, record.occupancy(),
                         absl::StrCat(reason, "; lease ", absl::FormatDuration(ttl),
                                      " (--default_lease_ttl)")),
           level);
@@ -319,13 +319,13 @@ void PeerHub::PublishAttached(SlotRecord& record, uint64_t now_ns, const std::st
   record.attach_seen_ns = now_ns;
   // --require_heartbeat arms the detector at attach (format §13, A-19).
   record.heartbeat_armed = config_.require_heartbeat;
-  Publish(MakePeerEvent(v1::EVENT_KIND_ATTACHED, record.peer_id, record.epoch, reason), level);
-  host_gate_.Announce(Occupancy{record.peer_id, record.epoch});
+  Publish(MakePeerEvent(v1::EVENT_KIND_ATTACHED, record.occupancy(), reason), level);
+  host_gate_.Announce(shm::Occupancy{record.peer_id, record.epoch});
 }
 
 void PeerHub::PublishGoodbyeAndRecover(SlotRecord& record, const std::string& reason,
                                        LogLevel level) {
-  Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.peer_id, record.epoch, reason), level);
+  Publish(MakePeerEvent(v1::EVENT_KIND_GOODBYE, record.occupancy(), reason), level);
   record.Enter(v1::PEER_STATE_GOODBYE, absl::Now());
   // Failures are logged inside and retried; so is a wait for the host.
   RecoverAndPublish(record, shm::PeerDeparture::kLeft).IgnoreError();
@@ -363,7 +363,7 @@ void PeerHub::CheckLiveness(SlotRecord& record, uint64_t now_ns) {
   if (stale && !record.stale) {
     record.stale = true;
     v1::PeerEvent event =
-        MakePeerEvent(v1::EVENT_KIND_STALE, record.peer_id, record.epoch,
+        MakePeerEvent(v1::EVENT_KIND_STALE, record.occupancy(),
                       absl::StrCat("no heartbeat for over 2 x ",
                                    absl::FormatDuration(config_.heartbeat_interval)));
     if (age_ns.has_value()) {
@@ -397,7 +397,7 @@ void PeerHub::CheckLiveness(SlotRecord& record, uint64_t now_ns) {
     record.stale = false;
     record.heartbeat_crash_deferred = false;
     Publish(
-        MakePeerEvent(v1::EVENT_KIND_FRESH, record.peer_id, record.epoch, "heartbeats resumed"));
+        MakePeerEvent(v1::EVENT_KIND_FRESH, record.occupancy(), "heartbeats resumed"));
   }
 }
 
@@ -405,7 +405,7 @@ void PeerHub::CrashAndRecover(SlotRecord& record, v1::Detector detector,
                               std::optional<uint64_t> heartbeat_age_ns,
                               std::optional<absl::Duration> detection_latency,
                               const std::string& reason) {
-  Publish(MakeCrashedEvent(record.peer_id, record.epoch, detector, heartbeat_age_ns, reason),
+  Publish(MakeCrashedEvent(record.occupancy(), detector, heartbeat_age_ns, reason),
           LogLevel::kWarning);
   if (detection_latency.has_value()) metrics_->ObserveCrashDetection(*detection_latency);
   record.last_detector = detector;
@@ -441,7 +441,7 @@ absl::StatusOr<shm::RecoveryReport> PeerHub::RecoverAndPublish(SlotRecord& recor
         absl::StrCat("peer ", record.peer_id, " epoch ", record.epoch, " recovery: ", problem));
   }
   v1::PeerEvent event =
-      MakePeerEvent(v1::EVENT_KIND_RECOVERED, record.peer_id, record.epoch,
+      MakePeerEvent(v1::EVENT_KIND_RECOVERED, record.occupancy(),
                     record.failed_recoveries == 0
                         ? std::string()
                         : absl::StrCat("after ", record.failed_recoveries, " failed attempts"));

@@ -1,8 +1,8 @@
-#include "server/peer_view.h"
+#include "server/hub/peer_view.h"
 
 #include "absl/time/time.h"
-#include "server/monotonic_clock.h"
-#include "server/proto_time.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/proto_time.h"
 #include "shm/peer_table.h"
 
 namespace shmhub::server {

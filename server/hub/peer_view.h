@@ -4,12 +4,12 @@
 //
 // Thread safety: the caller holds whatever guards `record`; the segment
 // readings are lock-free loads of shared words, untrusted and only reported.
-#ifndef SHMHUB_SERVER_PEER_VIEW_H_
-#define SHMHUB_SERVER_PEER_VIEW_H_
+#ifndef SHMHUB_SERVER_HUB_PEER_VIEW_H_
+#define SHMHUB_SERVER_HUB_PEER_VIEW_H_
 
 #include <cstdint>
 
-#include "server/slot_record.h"
+#include "server/hub/slot_record.h"
 #include "shm/segment.h"
 #include "shmhub/v1/hub.pb.h"
 
@@ -32,4 +32,4 @@ RingOccupancy ReadRingOccupancy(const shm::Segment& segment, uint32_t peer_id);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_PEER_VIEW_H_
+#endif  // SHMHUB_SERVER_HUB_PEER_VIEW_H_

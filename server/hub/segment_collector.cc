@@ -1,4 +1,4 @@
-#include "server/segment_collector.h"
+#include "server/hub/segment_collector.h"
 
 #include <array>
 #include <cstdint>
@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_type.h"
-#include "server/hub_metrics.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_view.h"
+#include "server/base/monotonic_clock.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/peer_view.h"
 #include "shm/peer_table.h"
 #include "shm/var_slot_pool.h"
 #include "shmhub/v1/hub.pb.h"

@@ -34,15 +34,15 @@
 // destroying them.
 //
 // Thread safety: Collect() may run on any number of threads at once.
-#ifndef SHMHUB_SERVER_SEGMENT_COLLECTOR_H_
-#define SHMHUB_SERVER_SEGMENT_COLLECTOR_H_
+#ifndef SHMHUB_SERVER_HUB_SEGMENT_COLLECTOR_H_
+#define SHMHUB_SERVER_HUB_SEGMENT_COLLECTOR_H_
 
 #include <vector>
 
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
-#include "server/event_journal.h"
-#include "server/peer_hub.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/peer_hub.h"
 
 namespace shmhub::server {
 
@@ -63,4 +63,4 @@ class SegmentCollector final : public prometheus::Collectable {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_SEGMENT_COLLECTOR_H_
+#endif  // SHMHUB_SERVER_HUB_SEGMENT_COLLECTOR_H_

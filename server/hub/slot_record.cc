@@ -1,4 +1,4 @@
-#include "server/slot_record.h"
+#include "server/hub/slot_record.h"
 
 namespace shmhub::server {
 

@@ -7,8 +7,8 @@
 // watcher that applied every event so far would have.
 //
 // Thread safety: none; PeerHub guards every record with its mutex.
-#ifndef SHMHUB_SERVER_SLOT_RECORD_H_
-#define SHMHUB_SERVER_SLOT_RECORD_H_
+#ifndef SHMHUB_SERVER_HUB_SLOT_RECORD_H_
+#define SHMHUB_SERVER_HUB_SLOT_RECORD_H_
 
 #include <cstdint>
 #include <map>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "shm/occupancy.h"
 #include "shm/peer_table.h"
 #include "shmhub/v1/hub.pb.h"
 
@@ -48,6 +49,10 @@ struct SlotRecord {
   // The detectors watching the guest. Only an Attached guest is watched.
   std::vector<v1::Detector> ArmedDetectors() const;
   bool occupied() const { return state != v1::PEER_STATE_EMPTY; }
+  shm::Occupancy occupancy() const { return {peer_id, epoch}; }
+  // Whether the slot is still occupied (in any state but Empty) by
+  // `occupancy`: false once that occupancy has ended, whatever came after.
+  bool Holds(const shm::Occupancy& other) const { return occupied() && occupancy() == other; }
   // Goodbye or Corrupt: the daemon owes the slot a recovery.
   bool recovering() const {
     return state == v1::PEER_STATE_GOODBYE || state == v1::PEER_STATE_CORRUPT;
@@ -93,4 +98,4 @@ struct SlotRecord {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_SLOT_RECORD_H_
+#endif  // SHMHUB_SERVER_HUB_SLOT_RECORD_H_

@@ -1,4 +1,4 @@
-#include "server/host_connection.h"
+#include "server/local/host_connection.h"
 
 #include <optional>
 #include <utility>

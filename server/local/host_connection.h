@@ -13,8 +13,8 @@
 // one) both say when the host application is gone.
 //
 // Thread safety: none; one thread (LocalSocketServer's) owns it.
-#ifndef SHMHUB_SERVER_HOST_CONNECTION_H_
-#define SHMHUB_SERVER_HOST_CONNECTION_H_
+#ifndef SHMHUB_SERVER_LOCAL_HOST_CONNECTION_H_
+#define SHMHUB_SERVER_LOCAL_HOST_CONNECTION_H_
 
 #include <cstddef>
 #include <deque>
@@ -23,7 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/peer_credentials.h"
+#include "server/local/peer_credentials.h"
 #include "shm/host_control.h"
 #include "shm/unique_fd.h"
 
@@ -76,4 +76,4 @@ class HostConnection {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_HOST_CONNECTION_H_
+#endif  // SHMHUB_SERVER_LOCAL_HOST_CONNECTION_H_

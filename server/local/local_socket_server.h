@@ -19,13 +19,21 @@
 // occupancy has ended by then. A guest that stored Goodbye before its fds
 // closed gets GOODBYE, not CRASHED.
 //
-// One thread serves everything with poll(): the listener, handshakes in
-// progress (each bounded in time and size, at most kMaxHandshakes at once,
-// so a client that connects and says nothing costs a slot in that table,
-// never the loop), the watched guests and the host application. The daemon
-// is not a data-plane host: it polls a guest's doorbell for the hang-up
-// only and never reads the rings queued on it, which belong to the host
-// application holding a copy of the same host end.
+// One thread serves everything with poll(), in a short loop over parts
+// that each own their descriptors and their slice of the poll set
+// (PollSet), and each can be driven by a test without the thread:
+//
+//   HandshakeTable  connections that have not finished their first request
+//                   (bounded in time and size, at most kCapacity at once, so
+//                   a client that connects and says nothing costs a slot
+//                   there, never the loop)
+//   BootstrapGuest  serves a completed bootstrap request
+//   WatchedGuests   the doorbells and pidfds of guests that bootstrapped
+//   HostSession     the data-plane host application
+//
+// The daemon is not a data-plane host: it polls a guest's doorbell for the
+// hang-up only and never reads the rings queued on it, which belong to the
+// host application holding a copy of the same host end.
 //
 // The data-plane host application (docs/host-protocol.md) connects here too
 // and sends "SHH1" instead of a bootstrap request. One at a time is
@@ -45,8 +53,8 @@
 // host application sees its connection end) and removes the socket file.
 //
 // Thread safety: Stop() may be called from any thread, more than once.
-#ifndef SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_
-#define SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_
+#ifndef SHMHUB_SERVER_LOCAL_LOCAL_SOCKET_SERVER_H_
+#define SHMHUB_SERVER_LOCAL_LOCAL_SOCKET_SERVER_H_
 
 #include <cstddef>
 #include <memory>
@@ -56,8 +64,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/peer_hub.h"
-#include "server/unix_listener.h"
+#include "absl/time/time.h"
+#include "server/hub/peer_hub.h"
+#include "server/local/handshake_table.h"
+#include "server/local/host_session.h"
+#include "server/local/unix_listener.h"
+#include "server/local/watched_guests.h"
 #include "shm/unique_fd.h"
 
 namespace shmhub::server {
@@ -76,19 +88,27 @@ class LocalSocketServer {
   void Stop();
   const std::string& path() const { return listener_->path(); }
 
-  // Connections that have not completed their request yet are dropped
-  // beyond this many.
-  static constexpr size_t kMaxHandshakes = 64;
-
  private:
   LocalSocketServer(std::unique_ptr<UnixListener> listener, shm::UniqueFd wake,
                     shm::UniqueFd notices, PeerHub* hub);
+  // The loop: every turn polls each part's descriptors and hands each part
+  // its events.
   void Run();
+  // Serves the handshakes whose request is complete.
+  void ServeHandshakes(const PollSet& polled, absl::Time now);
+  // Accepts every pending connection into the handshake table.
+  void AcceptConnections(absl::Time now);
+  // After the loop: wakes every guest and lets the host application go.
+  void ShutDown();
 
   const std::unique_ptr<UnixListener> listener_;
-  const shm::UniqueFd wake_;     // eventfd: Stop() wakes the loop
-  const shm::UniqueFd notices_;  // eventfd: PeerHub owes the host application records
+  const shm::UniqueFd wake_;  // eventfd: Stop() wakes the loop
   PeerHub* const hub_;
+  // The parts; only the loop's thread touches them, but for
+  // HostSession::WakeForNotices.
+  HandshakeTable handshakes_;
+  WatchedGuests guests_;
+  HostSession host_;
   std::thread thread_;
 
   absl::Mutex stop_mu_;
@@ -97,4 +117,4 @@ class LocalSocketServer {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_LOCAL_SOCKET_SERVER_H_
+#endif  // SHMHUB_SERVER_LOCAL_LOCAL_SOCKET_SERVER_H_

@@ -9,8 +9,8 @@
 // reports 0 across namespaces, and then there is no pidfd).
 //
 // Thread safety: a value type; one owner.
-#ifndef SHMHUB_SERVER_PEER_CREDENTIALS_H_
-#define SHMHUB_SERVER_PEER_CREDENTIALS_H_
+#ifndef SHMHUB_SERVER_LOCAL_PEER_CREDENTIALS_H_
+#define SHMHUB_SERVER_LOCAL_PEER_CREDENTIALS_H_
 
 #include <cstdint>
 #include <string>
@@ -37,4 +37,4 @@ absl::StatusOr<PeerCredentials> ReadPeerCredentials(int connected_socket);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_PEER_CREDENTIALS_H_
+#endif  // SHMHUB_SERVER_LOCAL_PEER_CREDENTIALS_H_

@@ -15,8 +15,8 @@
 // redirect the socket.
 //
 // Thread safety: Accept() from one thread at a time; the rest is immutable.
-#ifndef SHMHUB_SERVER_UNIX_LISTENER_H_
-#define SHMHUB_SERVER_UNIX_LISTENER_H_
+#ifndef SHMHUB_SERVER_LOCAL_UNIX_LISTENER_H_
+#define SHMHUB_SERVER_LOCAL_UNIX_LISTENER_H_
 
 #include <sys/types.h>
 
@@ -63,4 +63,4 @@ class UnixListener {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_UNIX_LISTENER_H_
+#endif  // SHMHUB_SERVER_LOCAL_UNIX_LISTENER_H_

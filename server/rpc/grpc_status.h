@@ -1,8 +1,8 @@
 // The one place an absl::Status becomes a grpc::Status: at the RPC edge.
 //
 // Thread safety: pure function.
-#ifndef SHMHUB_SERVER_GRPC_STATUS_H_
-#define SHMHUB_SERVER_GRPC_STATUS_H_
+#ifndef SHMHUB_SERVER_RPC_GRPC_STATUS_H_
+#define SHMHUB_SERVER_RPC_GRPC_STATUS_H_
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
@@ -15,4 +15,4 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_GRPC_STATUS_H_
+#endif  // SHMHUB_SERVER_RPC_GRPC_STATUS_H_

@@ -1,15 +1,15 @@
-#include "server/peer_hub_service.h"
+#include "server/rpc/peer_hub_service.h"
 
 #include <algorithm>
 #include <optional>
 #include <utility>
 
 #include "absl/time/clock.h"
-#include "server/grpc_status.h"
-#include "server/peer_events.h"
-#include "server/proto_time.h"
-#include "server/request_validation.h"
-#include "server/watch_events_reactor.h"
+#include "server/base/proto_time.h"
+#include "server/hub/peer_events.h"
+#include "server/rpc/grpc_status.h"
+#include "server/rpc/request_validation.h"
+#include "server/rpc/watch_events_reactor.h"
 
 namespace shmhub::server {
 namespace {
@@ -117,7 +117,7 @@ absl::Status PeerHubService::Release(const v1::ReleasePeerRequest& request) {
   if (absl::Status s = ValidatePeerId(request.peer_id(), hub_.config().max_guests); !s.ok()) {
     return s;
   }
-  return hub_.Release(request.peer_id(), request.epoch());
+  return hub_.Release({request.peer_id(), request.epoch()});
 }
 
 absl::Status PeerHubService::Evict(const v1::EvictPeerRequest& request,
@@ -128,7 +128,7 @@ absl::Status PeerHubService::Evict(const v1::EvictPeerRequest& request,
   if (absl::Status s = ValidateEvictReason(request.reason()); !s.ok()) return s;
   const absl::Time start = absl::Now();
   absl::StatusOr<std::optional<shm::RecoveryReport>> report =
-      hub_.Evict(request.peer_id(), request.epoch(), request.reason());
+      hub_.Evict({request.peer_id(), request.epoch()}, request.reason());
   if (!report.ok()) return report.status();
   // Unset while the recovery waits for the host application (hub.proto).
   if (report->has_value()) {

@@ -11,17 +11,17 @@
 //
 // Thread safety: gRPC calls the handlers concurrently; the control methods
 // are thread-safe.
-#ifndef SHMHUB_SERVER_PEER_HUB_SERVICE_H_
-#define SHMHUB_SERVER_PEER_HUB_SERVICE_H_
+#ifndef SHMHUB_SERVER_RPC_PEER_HUB_SERVICE_H_
+#define SHMHUB_SERVER_RPC_PEER_HUB_SERVICE_H_
 
 #include <cstddef>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/event_journal.h"
-#include "server/peer_hub.h"
-#include "server/watch_dispatcher.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/peer_hub.h"
+#include "server/rpc/watch_dispatcher.h"
 #include "shmhub/v1/hub.grpc.pb.h"
 
 namespace shmhub::server {
@@ -76,4 +76,4 @@ class PeerHubService final : public v1::PeerHub::CallbackService {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_PEER_HUB_SERVICE_H_
+#endif  // SHMHUB_SERVER_RPC_PEER_HUB_SERVICE_H_

@@ -1,10 +1,10 @@
-#include "server/request_validation.h"
+#include "server/rpc/request_validation.h"
 
 #include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 #include "shm/format.h"
 
 namespace shmhub::server {

@@ -8,8 +8,8 @@
 // well-formed peer_id above this hub's --max_guests.
 //
 // Thread safety: pure functions.
-#ifndef SHMHUB_SERVER_REQUEST_VALIDATION_H_
-#define SHMHUB_SERVER_REQUEST_VALIDATION_H_
+#ifndef SHMHUB_SERVER_RPC_REQUEST_VALIDATION_H_
+#define SHMHUB_SERVER_RPC_REQUEST_VALIDATION_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -17,8 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/hub_config.h"
-#include "server/peer_hub.h"
+#include "server/config/hub_config.h"
+#include "server/hub/peer_hub.h"
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::server {
@@ -43,4 +43,4 @@ absl::Status ValidateEvictReason(const std::string& reason);
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_REQUEST_VALIDATION_H_
+#endif  // SHMHUB_SERVER_RPC_REQUEST_VALIDATION_H_

@@ -1,4 +1,4 @@
-#include "server/rpc_metrics_interceptor.h"
+#include "server/rpc/rpc_metrics_interceptor.h"
 
 #include <utility>
 #include <vector>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/support/interceptor.h"
-#include "server/monotonic_clock.h"
+#include "server/base/monotonic_clock.h"
 
 namespace shmhub::server {
 namespace {

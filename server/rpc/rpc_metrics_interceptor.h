@@ -25,8 +25,8 @@
 // Lifetime: the RpcMetrics must outlive the grpc::Server its factory is
 // installed in. Thread safety: all methods are thread-safe; an RPC costs two
 // lookups under this object's own mutex, never a hub lock.
-#ifndef SHMHUB_SERVER_RPC_METRICS_INTERCEPTOR_H_
-#define SHMHUB_SERVER_RPC_METRICS_INTERCEPTOR_H_
+#ifndef SHMHUB_SERVER_RPC_RPC_METRICS_INTERCEPTOR_H_
+#define SHMHUB_SERVER_RPC_RPC_METRICS_INTERCEPTOR_H_
 
 #include <array>
 #include <cstdint>
@@ -94,4 +94,4 @@ class RpcMetrics {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_RPC_METRICS_INTERCEPTOR_H_
+#endif  // SHMHUB_SERVER_RPC_RPC_METRICS_INTERCEPTOR_H_

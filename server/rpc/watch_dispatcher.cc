@@ -1,10 +1,11 @@
-#include "server/watch_dispatcher.h"
+#include "server/rpc/watch_dispatcher.h"
 
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/base/shutting_down.h"
 
 namespace shmhub::server {
 
@@ -21,7 +22,7 @@ WatchDispatcher::~WatchDispatcher() {
 
 absl::StatusOr<uint64_t> WatchDispatcher::Register(std::function<void()> pump) {
   absl::MutexLock lock(&mu_);
-  if (closed_) return absl::UnavailableError("shmhubd is shutting down; no new watch streams");
+  if (closed_) return ShuttingDownError("no new watch streams");
   if (streams_.size() >= max_streams_) {
     return absl::ResourceExhaustedError(absl::StrCat("too many watch streams: ", streams_.size(),
                                                      " are open and the hub's --max_watchers is ",

@@ -17,8 +17,8 @@
 // object's own mutex, so it is safe under the journal's lock.
 // Lock order: a stream's lock and the journal's lock before mu_; mu_ is
 // never held while calling a pump or the journal.
-#ifndef SHMHUB_SERVER_WATCH_DISPATCHER_H_
-#define SHMHUB_SERVER_WATCH_DISPATCHER_H_
+#ifndef SHMHUB_SERVER_RPC_WATCH_DISPATCHER_H_
+#define SHMHUB_SERVER_RPC_WATCH_DISPATCHER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -31,7 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/event_journal.h"
+#include "server/hub/event_journal.h"
 
 namespace shmhub::server {
 
@@ -83,4 +83,4 @@ class WatchDispatcher {
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_WATCH_DISPATCHER_H_
+#endif  // SHMHUB_SERVER_RPC_WATCH_DISPATCHER_H_

@@ -1,4 +1,4 @@
-#include "server/watch_events_reactor.h"
+#include "server/rpc/watch_events_reactor.h"
 
 #include <utility>
 
@@ -6,9 +6,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "server/grpc_status.h"
-#include "server/log.h"
-#include "server/proto_time.h"
+#include "server/base/log.h"
+#include "server/base/proto_time.h"
+#include "server/base/shutting_down.h"
+#include "server/rpc/grpc_status.h"
 
 namespace shmhub::server {
 namespace {
@@ -38,8 +39,7 @@ WatchEventsReactor::WatchEventsReactor(const Context& context, std::string peer,
     } else {
       id_ = *id;
       if (context_.hub->shutting_down()) {
-        error_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "shmhubd is shutting down; no new watch streams");
+        error_ = ToGrpcStatus(ShuttingDownError("no new watch streams"));
       } else {
         StartLocked(request);
       }
@@ -148,7 +148,7 @@ WatchEventsReactor::Action WatchEventsReactor::NextActionLocked() {
     // after it, and the stream ends here rather than wait for nothing.
     pull = subscription_->Next(&event);
     if (pull == EventJournal::Subscription::Pull::kEmpty) {
-      return FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "shmhubd is shutting down"));
+      return FinishLocked(ToGrpcStatus(ShuttingDownError()));
     }
   }
   switch (pull) {
@@ -165,7 +165,7 @@ WatchEventsReactor::Action WatchEventsReactor::NextActionLocked() {
           absl::StrCat("watch stream of ", peer_, " fell more than ", context_.queue_limit,
                        " events behind; sending RESYNC and a snapshot"));
       ResyncLocked(MakeResync(
-          v1::Resync::REASON_SLOW_WATCHER,
+          v1::Resync::REASON_SLOW_WATCHER, context_.journal->oldest_sequence(),
           absl::StrCat("this watcher fell more than ", context_.queue_limit,
                        " events behind (the hub's --watcher_queue); a snapshot follows")));
       return NextActionLocked();
@@ -187,7 +187,7 @@ void WatchEventsReactor::StartLocked(const v1::WatchEventsRequest& request) {
   if (request.has_resume_after_sequence() && !request.hub_instance_id().empty() &&
       request.hub_instance_id() != ours) {
     ResyncLocked(
-        MakeResync(v1::Resync::REASON_INSTANCE_CHANGED,
+        MakeResync(v1::Resync::REASON_INSTANCE_CHANGED, context_.journal->oldest_sequence(),
                    absl::StrCat("resume_after_sequence belongs to hub instance ",
                                 QuoteId(request.hub_instance_id()), " but this is instance '", ours,
                                 "' (the daemon restarted); a snapshot follows")));
@@ -259,14 +259,6 @@ WatchEventsReactor::Action WatchEventsReactor::FinishLocked(grpc::Status status)
   finish_started_ = true;
   final_status_ = std::move(status);
   return Action::kFinish;
-}
-
-v1::Resync WatchEventsReactor::MakeResync(v1::Resync::Reason reason, std::string message) const {
-  v1::Resync resync;
-  resync.set_reason(reason);
-  resync.set_oldest_available_sequence(context_.journal->oldest_sequence());
-  resync.set_message(std::move(message));
-  return resync;
 }
 
 }  // namespace shmhub::server

@@ -27,8 +27,8 @@
 // Lifetime: the object deletes itself in OnDone, after unregistering from
 // the dispatcher (no pump runs after that) and dropping its subscription
 // (no wake after that).
-#ifndef SHMHUB_SERVER_WATCH_EVENTS_REACTOR_H_
-#define SHMHUB_SERVER_WATCH_EVENTS_REACTOR_H_
+#ifndef SHMHUB_SERVER_RPC_WATCH_EVENTS_REACTOR_H_
+#define SHMHUB_SERVER_RPC_WATCH_EVENTS_REACTOR_H_
 
 #include <cstdint>
 #include <deque>
@@ -41,10 +41,10 @@
 #include "absl/time/time.h"
 #include "grpcpp/support/server_callback.h"
 #include "grpcpp/support/status.h"
-#include "server/event_journal.h"
-#include "server/hub_metrics.h"
-#include "server/peer_hub.h"
-#include "server/watch_dispatcher.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/peer_hub.h"
+#include "server/rpc/watch_dispatcher.h"
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::server {
@@ -88,7 +88,6 @@ class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::WatchEvents
   void SubscribeLocked(uint64_t after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action WriteLocked(v1::WatchEventsResponse message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Resync MakeResync(v1::Resync::Reason reason, std::string message) const;
 
   const Context context_;
   const std::string peer_;
@@ -115,4 +114,4 @@ class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::WatchEvents
 
 }  // namespace shmhub::server
 
-#endif  // SHMHUB_SERVER_WATCH_EVENTS_REACTOR_H_
+#endif  // SHMHUB_SERVER_RPC_WATCH_EVENTS_REACTOR_H_

@@ -20,7 +20,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "server/hub_config.h"
+#include "server/config/hub_config.h"
 #include "server/hub_server.h"
 #include "shmhub/v1/hub.grpc.pb.h"
 #include "tests/testing/temp_dir.h"

@@ -126,7 +126,7 @@ int RunChild(Shared* shared, int child, Clock::time_point deadline) {
     uint32_t count = 0;
     for (uint32_t attempt = 0;; ++attempt) {
       const bool attach = (child + round + attempt) % 2 == 0;
-      absl::StatusOr<PeerTable::Taken> taken =
+      absl::StatusOr<Occupancy> taken =
           attach ? table.AttachFirstFree() : table.ReserveFirstFree();
       if (!taken.ok()) {
         if (ShmErrcOf(taken.status()) == ShmErrc::kNoFreeEntry) break;

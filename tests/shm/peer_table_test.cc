@@ -383,7 +383,7 @@ TEST(PeerTable, C_P21_FreeEntrySearchTakesTheLowestEmptyEntry) {
   // Only the first 5 entries belong to the table; the 6th must never be taken.
   PeerTable table(entries, 5);
 
-  absl::StatusOr<PeerTable::Taken> taken = table.AttachFirstFree();
+  absl::StatusOr<Occupancy> taken = table.AttachFirstFree();
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(taken->peer_id, 1u);
   EXPECT_EQ(taken->epoch, 1u);
@@ -411,7 +411,7 @@ TEST(PeerTable, C_P21_FreeEntrySearchTakesTheLowestEmptyEntry) {
 
   const PeerEntry before_last = Snapshot(entries[5]);
   for (auto search : {&PeerTable::AttachFirstFree, &PeerTable::ReserveFirstFree}) {
-    absl::StatusOr<PeerTable::Taken> none = (table.*search)();
+    absl::StatusOr<Occupancy> none = (table.*search)();
     EXPECT_EQ(ShmErrcOf(none.status()), ShmErrc::kNoFreeEntry);
   }
   EXPECT_TRUE(BytesUnchanged(before_last, entries[5]));
@@ -509,7 +509,7 @@ TEST(PeerTable, D8_SearchKeepsScanningAfterLosingARace) {
   std::atomic<int> gate{0};
   std::atomic<int> arrived{0};
   std::atomic<int> finished{0};
-  std::array<absl::StatusOr<PeerTable::Taken>, kThreads> results;
+  std::array<absl::StatusOr<Occupancy>, kThreads> results;
   std::vector<std::thread> racers;
   for (int t = 0; t < kThreads; ++t) {
     racers.emplace_back([&, t] {
@@ -532,7 +532,7 @@ TEST(PeerTable, D8_SearchKeepsScanningAfterLosingARace) {
       std::this_thread::yield();
     }
     std::set<uint32_t> ids;
-    for (const absl::StatusOr<PeerTable::Taken>& result : results) {
+    for (const absl::StatusOr<Occupancy>& result : results) {
       if (!result.ok()) {
         failure = absl::StrCat("round ", round, ": ", result.status().ToString());
       } else if (result->epoch != static_cast<uint32_t>(round)) {

@@ -702,7 +702,7 @@ TEST(Segment, HostAndGuestViewsAddressTheSameRingsAndEntries) {
   ASSERT_NE(host, nullptr);
   auto guest = MustAttach(dir.File("seg"));
   ASSERT_NE(guest, nullptr);
-  absl::StatusOr<PeerTable::Taken> taken = guest->peers().AttachFirstFree();
+  absl::StatusOr<Occupancy> taken = guest->peers().AttachFirstFree();
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(taken->peer_id, 1u);
   absl::StatusOr<PeerEntryView> entry = host->peers().Entry(1);

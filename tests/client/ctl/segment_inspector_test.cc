@@ -66,7 +66,7 @@ class SegmentInspectorTest : public ::testing::Test {
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = *std::move(host);
 
-    absl::StatusOr<shm::PeerTable::Taken> reserved = host_->peers().ReserveFirstFree();
+    absl::StatusOr<shm::Occupancy> reserved = host_->peers().ReserveFirstFree();
     ASSERT_TRUE(reserved.ok()) << reserved.status();
     absl::StatusOr<shm::PeerEntryView> entry = host_->peers().Entry(reserved->peer_id);
     ASSERT_TRUE(entry.ok());

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "shm/peer_table.h"
 #include "shm/segment.h"
-#include "tests/client/link_test_util.h"
+#include "tests/client/link/test_util.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub::client {
@@ -36,7 +36,7 @@ class GuestLinkTest : public ::testing::Test {
         shm::Segment::Create(dir_.File("segment"), link_test::SmallConfig());
     ASSERT_TRUE(segment.ok()) << segment.status();
     segment_ = *std::move(segment);
-    absl::StatusOr<shm::PeerTable::Taken> reserved = segment_->peers().ReserveFirstFree();
+    absl::StatusOr<shm::Occupancy> reserved = segment_->peers().ReserveFirstFree();
     ASSERT_TRUE(reserved.ok()) << reserved.status();
     GuestOptions options;
     options.segment_path = dir_.File("segment");

@@ -73,13 +73,13 @@ class GuestTest : public ::testing::Test {
   }
 
   // The host's ReservePeer: the lowest Empty slot becomes Reserved.
-  shm::PeerTable::Taken Reserve() {
-    absl::StatusOr<shm::PeerTable::Taken> taken = host_->peers().ReserveFirstFree();
+  shm::Occupancy Reserve() {
+    absl::StatusOr<shm::Occupancy> taken = host_->peers().ReserveFirstFree();
     EXPECT_TRUE(taken.ok()) << taken.status();
     return *taken;
   }
 
-  GuestOptions Claim(const shm::PeerTable::Taken& reserved) const {
+  GuestOptions Claim(const shm::Occupancy& reserved) const {
     GuestOptions options;
     options.segment_path = path_;
     options.peer_id = reserved.peer_id;
@@ -105,7 +105,7 @@ class GuestTest : public ::testing::Test {
 };
 
 TEST_F(GuestTest, ClaimWithTheReservedEpochAttaches) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   std::unique_ptr<Guest> guest = MustAttach(Claim(reserved));
   ASSERT_NE(guest, nullptr);
 
@@ -116,7 +116,7 @@ TEST_F(GuestTest, ClaimWithTheReservedEpochAttaches) {
 }
 
 TEST_F(GuestTest, ClaimWithAWrongEpochFailsStaleAndChangesNothing) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   GuestOptions options = Claim(reserved);
   options.expected_epoch = reserved.epoch + 1;
 
@@ -156,7 +156,7 @@ TEST_F(GuestTest, ClaimOfAPeerIdBeyondTheTableFailsInvalidPeerId) {
 }
 
 TEST_F(GuestTest, DirectAttachTakesTheLowestEmptySlotAndBumpsItsEpoch) {
-  const shm::PeerTable::Taken reserved = Reserve();  // slot 1 is taken
+  const shm::Occupancy reserved = Reserve();  // slot 1 is taken
   const uint32_t epoch_before = HostEntry(2).Epoch();
 
   std::unique_ptr<Guest> guest = MustAttach(Direct());
@@ -207,7 +207,7 @@ TEST_F(GuestTest, AttachToAMissingSegmentFailsNamingThePath) {
 }
 
 TEST_F(GuestTest, NoSlotIsTakenOnceTheHostRaisedHostGoodbye) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   host_->SetHostGoodbye();
 
   absl::StatusOr<std::unique_ptr<Guest>> claimed = Guest::Attach(Claim(reserved));
@@ -272,7 +272,7 @@ TEST_F(GuestTest, HeartbeatOptionOffWritesNoHeartbeat) {
 }
 
 TEST_F(GuestTest, GoodbyeLeavesTheEntryGoodbyeWithTheEpochKept) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   std::unique_ptr<Guest> guest = MustAttach(Claim(reserved));
   ASSERT_NE(guest, nullptr);
 
@@ -300,14 +300,14 @@ TEST_F(GuestTest, HeartbeatsStopAtGoodbye) {
 }
 
 TEST_F(GuestTest, DestructorSaysGoodbye) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   MustAttach(Claim(reserved)).reset();
 
   EXPECT_TRUE(HostEntry(reserved.peer_id).CheckPair(PeerState::kGoodbye, reserved.epoch).ok());
 }
 
 TEST_F(GuestTest, GoodbyeAfterTheSlotMovedOnWritesNothing) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   std::unique_ptr<Guest> guest = MustAttach(Claim(reserved));
   ASSERT_NE(guest, nullptr);
   // The daemon recovers the slot (e.g. after an eviction) and hands it to
@@ -315,7 +315,7 @@ TEST_F(GuestTest, GoodbyeAfterTheSlotMovedOnWritesNothing) {
   PeerEntryView entry = HostEntry(reserved.peer_id);
   ASSERT_TRUE(entry.BeginRecovery(reserved.epoch).ok());
   ASSERT_TRUE(entry.FinishRecovery(reserved.epoch).ok());
-  const shm::PeerTable::Taken next = Reserve();
+  const shm::Occupancy next = Reserve();
   ASSERT_EQ(next.peer_id, reserved.peer_id);
 
   const absl::Status goodbye = guest->Goodbye();
@@ -341,7 +341,7 @@ TEST_F(GuestTest, HeartbeatThreadStopsWhenTheHostRaisesHostGoodbye) {
 }
 
 TEST_F(GuestTest, HeartbeatThreadStopsWhenSomeoneElseResetsTheEntry) {
-  const shm::PeerTable::Taken reserved = Reserve();
+  const shm::Occupancy reserved = Reserve();
   std::unique_ptr<Guest> guest = MustAttach(Claim(reserved));
   ASSERT_NE(guest, nullptr);
   PeerEntryView entry = HostEntry(reserved.peer_id);

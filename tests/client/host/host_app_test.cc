@@ -4,7 +4,7 @@
 // for announced peers, the recovery handshake (acknowledged only once every
 // view is released, abandoned when the daemon went ahead), daemon death
 // and a daemon that breaks the protocol. The real shmhubd is in
-// tests/server/peer_hub_host_test.cc and tests/e2e.
+// tests/server/hub/peer_hub_host_test.cc and tests/e2e.
 //
 // Ordering without clocks: the HostApp handles records in order on one
 // thread, so a PEER_RECOVERING for a peer it never served, which it answers
@@ -146,7 +146,7 @@ class HostAppTest : public ::testing::Test {
   };
   Guest AttachGuest() {
     Guest guest;
-    absl::StatusOr<shm::PeerTable::Taken> taken = guest_segment_->peers().AttachFirstFree();
+    absl::StatusOr<shm::Occupancy> taken = guest_segment_->peers().AttachFirstFree();
     EXPECT_TRUE(taken.ok()) << taken.status();
     if (!taken.ok()) return guest;
     guest.peer_id = taken->peer_id;

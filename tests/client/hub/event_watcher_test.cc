@@ -15,7 +15,7 @@
 #include "absl/time/time.h"
 #include "client/hub/hub_client.h"
 #include "gtest/gtest.h"
-#include "tests/client/scripted_hub.h"
+#include "tests/client/hub/scripted_hub.h"
 
 namespace shmhub::client {
 namespace {

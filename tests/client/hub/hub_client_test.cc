@@ -8,7 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "tests/client/scripted_hub.h"
+#include "tests/client/hub/scripted_hub.h"
 
 namespace shmhub::client {
 namespace {

@@ -8,8 +8,8 @@
 // status or, with hang = true, keeps it open until the client cancels.
 // With no script queued a call hangs. Unary calls answer from the fields
 // below after an optional delay (cut short by cancellation).
-#ifndef SHMHUB_TESTS_CLIENT_SCRIPTED_HUB_H_
-#define SHMHUB_TESTS_CLIENT_SCRIPTED_HUB_H_
+#ifndef SHMHUB_TESTS_CLIENT_HUB_SCRIPTED_HUB_H_
+#define SHMHUB_TESTS_CLIENT_HUB_SCRIPTED_HUB_H_
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -170,4 +170,4 @@ class ScriptedHub final : public v1::PeerHub::Service {
 
 }  // namespace shmhub::testing
 
-#endif  // SHMHUB_TESTS_CLIENT_SCRIPTED_HUB_H_
+#endif  // SHMHUB_TESTS_CLIENT_HUB_SCRIPTED_HUB_H_

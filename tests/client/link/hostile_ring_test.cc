@@ -27,7 +27,7 @@
 #include "shm/mapping_control.h"
 #include "shm/slot_ref.h"
 #include "shm/var_slot_pool.h"
-#include "tests/client/link_test_util.h"
+#include "tests/client/link/test_util.h"
 
 namespace shmhub::client {
 namespace {

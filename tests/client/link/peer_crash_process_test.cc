@@ -27,8 +27,8 @@
 #include "shm/peer_recovery.h"
 #include "shm/peer_table.h"
 #include "shm/segment.h"
-#include "tests/client/link_process_util.h"
-#include "tests/client/link_test_util.h"
+#include "tests/client/link/process_util.h"
+#include "tests/client/link/test_util.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -127,14 +127,14 @@ class PeerCrashTest : public ::testing::TestWithParam<LinkSide> {
   }
 
   // Reserves the entry (as the daemon would for a bootstrapping guest).
-  shm::PeerTable::Taken Reserve() {
-    absl::StatusOr<shm::PeerTable::Taken> taken = segment_->peers().ReserveFirstFree();
+  shm::Occupancy Reserve() {
+    absl::StatusOr<shm::Occupancy> taken = segment_->peers().ReserveFirstFree();
     EXPECT_TRUE(taken.ok()) << taken.status();
-    return taken.ok() ? *taken : shm::PeerTable::Taken{0, 0};
+    return taken.ok() ? *taken : shm::Occupancy{0, 0};
   }
 
   // The parent's link: as the guest it claims the entry first.
-  std::unique_ptr<RingLink> SurvivorLink(const shm::PeerTable::Taken& slot,
+  std::unique_ptr<RingLink> SurvivorLink(const shm::Occupancy& slot,
                                          link_test::PeerChannels& channels) {
     if (Survivor() == LinkSide::kGuest) {
       EXPECT_TRUE(segment_->peers().Entry(slot.peer_id)->ClaimFenced(slot.epoch).ok());
@@ -153,7 +153,7 @@ class PeerCrashTest : public ::testing::TestWithParam<LinkSide> {
 TEST_P(PeerCrashTest, BlockedCallsFailPromptlyAndTheSlotIsReusableAfterRecovery) {
   constexpr int kFrames = 20;
   const std::string path = dir_.File("segment");
-  const shm::PeerTable::Taken slot = Reserve();
+  const shm::Occupancy slot = Reserve();
   link_test::PeerChannels channels = link_test::PeerChannels::Make();
   link_test::ResultPipe verdict;
   std::optional<shmhub::testing::ChildProcess> victim;
@@ -212,7 +212,7 @@ TEST_P(PeerCrashTest, BlockedCallsFailPromptlyAndTheSlotIsReusableAfterRecovery)
   link_test::ExpectPoolFull(*segment_);
 
   // The slot is reused by a new occupancy: frames both ways.
-  const shm::PeerTable::Taken again = Reserve();
+  const shm::Occupancy again = Reserve();
   EXPECT_EQ(again.peer_id, slot.peer_id);
   EXPECT_NE(again.epoch, slot.epoch);
   link_test::PeerChannels fresh = link_test::PeerChannels::Make();

@@ -19,7 +19,7 @@
 #include "gtest/gtest.h"
 #include "shm/frame.h"
 #include "shm/var_slot_pool.h"
-#include "tests/client/link_test_util.h"
+#include "tests/client/link/test_util.h"
 
 namespace shmhub::client {
 namespace {

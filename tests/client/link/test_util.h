@@ -115,7 +115,7 @@ class LinkPairFixture : public ::testing::Test {
         shm::Segment::Create(dir_.File("segment"), config);
     ASSERT_TRUE(segment.ok()) << segment.status();
     segment_ = *std::move(segment);
-    absl::StatusOr<shm::PeerTable::Taken> taken = segment_->peers().AttachFirstFree();
+    absl::StatusOr<shm::Occupancy> taken = segment_->peers().AttachFirstFree();
     ASSERT_TRUE(taken.ok()) << taken.status();
     peer_id_ = taken->peer_id;
     epoch_ = taken->epoch;

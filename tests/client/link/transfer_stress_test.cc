@@ -26,8 +26,8 @@
 #include "gtest/gtest.h"
 #include "shm/peer_table.h"
 #include "shm/segment.h"
-#include "tests/client/link_process_util.h"
-#include "tests/client/link_test_util.h"
+#include "tests/client/link/process_util.h"
+#include "tests/client/link/test_util.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -166,7 +166,7 @@ TEST(LinkTransferStressTest, AMillionFramesOfEveryTierCrossBetweenTwoProcessesIn
   absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
       shm::Segment::Create(path, StressConfig());
   ASSERT_TRUE(segment.ok()) << segment.status();
-  absl::StatusOr<shm::PeerTable::Taken> reserved = (*segment)->peers().ReserveFirstFree();
+  absl::StatusOr<shm::Occupancy> reserved = (*segment)->peers().ReserveFirstFree();
   ASSERT_TRUE(reserved.ok()) << reserved.status();
   const uint32_t peer_id = reserved->peer_id;
   const uint32_t epoch = reserved->epoch;

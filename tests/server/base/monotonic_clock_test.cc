@@ -1,5 +1,5 @@
 // The daemon's clock helpers: the heartbeat clock and saturating arithmetic.
-#include "server/monotonic_clock.h"
+#include "server/base/monotonic_clock.h"
 
 #include <time.h>
 

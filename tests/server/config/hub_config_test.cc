@@ -1,6 +1,6 @@
 // HubConfig: the documented defaults, the derived intervals, and every
 // refusal of ValidateHubConfig and ParseSlotClasses naming the flag.
-#include "server/hub_config.h"
+#include "server/config/hub_config.h"
 
 #include <functional>
 #include <string>

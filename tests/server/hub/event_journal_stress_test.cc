@@ -17,7 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
+#include "server/hub/event_journal.h"
 
 namespace shmhub::server {
 namespace {

@@ -1,7 +1,7 @@
 // EventJournal: sequence stamping, bounded history, resume points, resyncs,
 // bounded subscription queues and wake-ups, one thread at a time except for
 // the last test (destruction racing appends; meant for TSan and ASan).
-#include "server/event_journal.h"
+#include "server/hub/event_journal.h"
 
 #include <atomic>
 #include <cstdint>

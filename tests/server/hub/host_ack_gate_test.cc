@@ -1,10 +1,7 @@
 // HostAckGate's bookkeeping on its own: what the host application is told,
 // in which order, and which recoveries wait for it and until when. Time is
 // the CLOCK_MONOTONIC value the caller passes.
-#include "server/host_ack_gate.h"
-
-#include <sys/eventfd.h>
-#include <unistd.h>
+#include "server/hub/host_ack_gate.h"
 
 #include <cstdint>
 #include <vector>
@@ -13,7 +10,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shm/host_control.h"
-#include "shm/unique_fd.h"
 
 namespace shmhub::server {
 namespace {
@@ -138,7 +134,7 @@ TEST_F(HostAckGateTest, UnregisterDropsQueuedRecordsAndReturnsTheRecoveriesThatW
   gate_.Announce({3, 1});
   EXPECT_EQ(gate_.BeginRecovery({1, 1}, shm::PeerDeparture::kCrashed, 0), Verdict::kWait);
   EXPECT_EQ(gate_.BeginRecovery({3, 1}, shm::PeerDeparture::kLeft, 0), Verdict::kWait);
-  EXPECT_THAT(gate_.Unregister(), ElementsAre(Occupancy{1, 1}, Occupancy{3, 1}));
+  EXPECT_THAT(gate_.Unregister(), ElementsAre(shm::Occupancy{1, 1}, shm::Occupancy{3, 1}));
   EXPECT_FALSE(gate_.registered());
   EXPECT_THAT(gate_.TakeNotices(), IsEmpty());
   // Everything the old host knew is forgotten.
@@ -176,19 +172,16 @@ TEST_F(HostAckGateTest, PeerIdsOutsideTheTableAreIgnored) {
   EXPECT_THAT(gate_.TakeNotices(), IsEmpty());
 }
 
-TEST_F(HostAckGateTest, EveryQueuedRecordWakesTheEventfd) {
-  shm::UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  ASSERT_TRUE(wake.valid());
-  gate_.set_wake_fd(wake.get());
+TEST_F(HostAckGateTest, EveryQueuedRecordCallsTheNoticeCallback) {
+  int calls = 0;
+  gate_.set_notice_callback([&calls] { ++calls; });
   gate_.Register();
   gate_.Announce({1, 1});
   gate_.BeginRecovery({1, 1}, shm::PeerDeparture::kCrashed, 0);
-  uint64_t count = 0;
-  ASSERT_EQ(::read(wake.get(), &count, sizeof(count)), static_cast<ssize_t>(sizeof(count)));
-  EXPECT_EQ(count, 2u);
-  gate_.set_wake_fd(-1);
+  EXPECT_EQ(calls, 2);
+  gate_.set_notice_callback({});
   gate_.Announce({2, 1});
-  EXPECT_EQ(::read(wake.get(), &count, sizeof(count)), -1) << "woken after the fd was cleared";
+  EXPECT_EQ(calls, 2) << "called after the callback was cleared";
   EXPECT_EQ(gate_.TakeNotices().size(), 3u);
 }
 

@@ -2,7 +2,7 @@
 // counted by kind and detector, recovery and detection latencies land in
 // histograms whose buckets follow the heartbeat interval and crash timeout,
 // and build_info names the version.
-#include "server/hub_metrics.h"
+#include "server/hub/hub_metrics.h"
 
 #include <cmath>
 #include <string>
@@ -12,8 +12,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/peer_events.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
+#include "server/hub/peer_events.h"
 #include "tests/server/metric_families.h"
 
 namespace shmhub::server {
@@ -40,11 +40,11 @@ const std::vector<std::string> kOutcomes = {"granted", "replayed", "no_free_slot
                                             "claimed", "expired",  "released"};
 
 v1::PeerEvent Crashed(v1::Detector detector) {
-  return MakeCrashedEvent(1, 1, detector, std::nullopt, "test");
+  return MakeCrashedEvent({1, 1}, detector, std::nullopt, "test");
 }
 
 v1::PeerEvent Recovered(absl::Duration took) {
-  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_RECOVERED, 1, 1);
+  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_RECOVERED, {1, 1});
   *event.mutable_recovery()->mutable_duration() = ToProtoDuration(took);
   return event;
 }
@@ -102,10 +102,10 @@ TEST(HubMetricsTest, HostApplicationGaugeAndAckTimeoutCounterFollowTheirCalls) {
 
 TEST(HubMetricsTest, EventsAreCountedByKindAndCrashesByTheirDetector) {
   HubMetrics metrics(kInterval, kTimeout);
-  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVED, 1, 1));
-  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVED, 2, 1));
-  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVATION_EXPIRED, 2, 1));
-  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_HOST_SHUTDOWN, 0, 0));
+  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVED, {1, 1}));
+  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVED, {2, 1}));
+  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RESERVATION_EXPIRED, {2, 1}));
+  metrics.OnEvent(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN));
   metrics.OnEvent(Crashed(v1::DETECTOR_HEARTBEAT));
   metrics.OnEvent(Crashed(v1::DETECTOR_HEARTBEAT));
   metrics.OnEvent(Crashed(v1::DETECTOR_PROCESS_EXIT));
@@ -125,9 +125,9 @@ TEST(HubMetricsTest, EventsAreCountedByKindAndCrashesByTheirDetector) {
 
 TEST(HubMetricsTest, KindsAndDetectorsThisBuildDoesNotKnowAreNotCounted) {
   HubMetrics metrics(kInterval, kTimeout);
-  v1::PeerEvent unknown = MakePeerEvent(static_cast<v1::EventKind>(99), 1, 1);
+  v1::PeerEvent unknown = MakePeerEvent(static_cast<v1::EventKind>(99), {1, 1});
   metrics.OnEvent(unknown);
-  metrics.OnEvent(MakeCrashedEvent(1, 1, static_cast<v1::Detector>(77), std::nullopt, "future"));
+  metrics.OnEvent(MakeCrashedEvent({1, 1}, static_cast<v1::Detector>(77), std::nullopt, "future"));
   metrics.OnEvent(Crashed(v1::DETECTOR_UNSPECIFIED));
   const auto families = metrics.registry()->Collect();
   EXPECT_EQ(Value(families, "shmhub_events_total", {{"kind", "crashed"}}), 2.0);
@@ -141,7 +141,7 @@ TEST(HubMetricsTest, RecoveredEventsPutTheirRecoveryDurationInTheRecoveryHistogr
   metrics.OnEvent(Recovered(absl::Microseconds(300)));
   metrics.OnEvent(Recovered(absl::Milliseconds(30)));
   // Emptied outside shmhubd: RECOVERED without a report, so no duration.
-  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RECOVERED, 2, 1, "emptied outside shmhubd"));
+  metrics.OnEvent(MakePeerEvent(v1::EVENT_KIND_RECOVERED, {2, 1}, "emptied outside shmhubd"));
 
   const auto families = metrics.registry()->Collect();
   EXPECT_EQ(Value(families, "shmhub_events_total", {{"kind", "recovered"}}), 3.0);

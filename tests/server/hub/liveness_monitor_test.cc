@@ -1,7 +1,7 @@
 // LivenessMonitor drives a real PeerHub: its scans are observed through what
 // only a scan publishes (a lease expiring), and its stop through a monitor
 // whose interval is far longer than any test.
-#include "server/liveness_monitor.h"
+#include "server/hub/liveness_monitor.h"
 
 #include <memory>
 #include <thread>
@@ -11,10 +11,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
-#include "server/hub_config.h"
-#include "server/hub_metrics.h"
-#include "server/peer_hub.h"
+#include "server/config/hub_config.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/peer_hub.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub::server {

@@ -1,12 +1,12 @@
 // The events PeerHub publishes and the log lines it writes for them.
-#include "server/peer_events.h"
+#include "server/hub/peer_events.h"
 
 #include <string>
 
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 
 namespace shmhub::server {
 namespace {
@@ -16,7 +16,7 @@ using ::testing::Not;
 
 TEST(PeerEventsTest, CrashedCarriesTheDetectorAndAHeartbeatAgeOnlyWhenThereWasAHeartbeat) {
   const v1::PeerEvent with_age =
-      MakeCrashedEvent(3, 7, v1::DETECTOR_HEARTBEAT, 1'500'000'000u, "silent");
+      MakeCrashedEvent({3, 7}, v1::DETECTOR_HEARTBEAT, 1'500'000'000u, "silent");
   EXPECT_EQ(with_age.kind(), v1::EVENT_KIND_CRASHED);
   EXPECT_EQ(with_age.peer_id(), 3u);
   EXPECT_EQ(with_age.epoch(), 7u);
@@ -25,7 +25,7 @@ TEST(PeerEventsTest, CrashedCarriesTheDetectorAndAHeartbeatAgeOnlyWhenThereWasAH
   EXPECT_EQ(FromProtoDuration(with_age.heartbeat_age()), absl::Milliseconds(1500));
 
   const v1::PeerEvent without_age =
-      MakeCrashedEvent(3, 7, v1::DETECTOR_INVALID_STATE, std::nullopt, "state word 9");
+      MakeCrashedEvent({3, 7}, v1::DETECTOR_INVALID_STATE, std::nullopt, "state word 9");
   EXPECT_FALSE(without_age.has_heartbeat_age());
 }
 
@@ -48,14 +48,14 @@ TEST(PeerEventsTest, RecoveryReportKeepsEveryCountAndTheProblemTotal) {
 
 TEST(PeerEventsTest, TheLogLineNamesPeerEpochKindAndDetector) {
   const std::string line = DescribePeerEvent(
-      MakeCrashedEvent(3, 7, v1::DETECTOR_HEARTBEAT, 1'500'000'000u, "silent for 1.5s"));
+      MakeCrashedEvent({3, 7}, v1::DETECTOR_HEARTBEAT, 1'500'000'000u, "silent for 1.5s"));
   EXPECT_EQ(line, "peer 3 epoch 7: CRASHED by HEARTBEAT, heartbeat age 1.5s (silent for 1.5s)");
-  EXPECT_EQ(DescribePeerEvent(MakePeerEvent(v1::EVENT_KIND_HOST_SHUTDOWN, 0, 0)),
+  EXPECT_EQ(DescribePeerEvent(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN)),
             "hub: HOST_SHUTDOWN");
 }
 
 TEST(PeerEventsTest, ClientTextIsEscapedSoOneEventStaysOneLogLine) {
-  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_EVICTED, 2, 4, "bad\nguest\x01");
+  v1::PeerEvent event = MakePeerEvent(v1::EVENT_KIND_EVICTED, {2, 4}, "bad\nguest\x01");
   event.set_owner("team\r\nFAKE LOG LINE");
   const std::string line = DescribePeerEvent(event);
   EXPECT_THAT(line, Not(HasSubstr("\n")));

@@ -18,7 +18,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "server/hub_config.h"
+#include "server/config/hub_config.h"
 #include "shm/doorbell.h"
 #include "shm/host_control.h"
 #include "shm/mapping_control.h"
@@ -171,7 +171,7 @@ TEST_F(PeerHubHostTest, GuestAttachedByPathIsAnnouncedWithoutDescriptors) {
   absl::StatusOr<std::unique_ptr<shm::Segment>> guest =
       shm::Segment::Attach(hub_.config().segment_path);
   ASSERT_TRUE(guest.ok()) << guest.status();
-  absl::StatusOr<shm::PeerTable::Taken> taken = (*guest)->peers().AttachFirstFree();
+  absl::StatusOr<shm::Occupancy> taken = (*guest)->peers().AttachFirstFree();
   ASSERT_TRUE(taken.ok()) << taken.status();
 
   std::optional<shm::ReceivedHostRecord> attached = host.Expect(HostRecordType::kPeerAttached);

@@ -9,12 +9,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
-#include "server/hub_config.h"
-#include "server/hub_metrics.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_events.h"
-#include "server/peer_hub.h"
+#include "server/base/monotonic_clock.h"
+#include "server/config/hub_config.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/peer_events.h"
+#include "server/hub/peer_hub.h"
 #include "shm/format.h"
 #include "shm/peer_table.h"
 #include "shm/segment.h"
@@ -120,7 +120,7 @@ TEST_F(PeerHubMetricsTest, ReserveCountsGrantedReplayedAndNoFreeSlot) {
 TEST_F(PeerHubMetricsTest, ReservationsEndAsReleasedExpiredOrClaimed) {
   absl::StatusOr<Reservation> released = Reserve();
   ASSERT_TRUE(released.ok());
-  ASSERT_TRUE(hub_->Release(released->peer_id, released->epoch).ok());
+  ASSERT_TRUE(hub_->Release({released->peer_id, released->epoch}).ok());
   EXPECT_EQ(Outcome("released"), 1);
 
   ASSERT_TRUE(Reserve("", absl::Milliseconds(1)).ok());
@@ -137,8 +137,8 @@ TEST_F(PeerHubMetricsTest, EveryPublishedEventIsCountedUnderItsKind) {
   const Reservation attached = AttachedGuest();
   absl::StatusOr<Reservation> reserved = Reserve();
   ASSERT_TRUE(reserved.ok());
-  ASSERT_TRUE(hub_->Release(reserved->peer_id, reserved->epoch).ok());
-  ASSERT_TRUE(hub_->Evict(attached.peer_id, attached.epoch, "test").ok());
+  ASSERT_TRUE(hub_->Release({reserved->peer_id, reserved->epoch}).ok());
+  ASSERT_TRUE(hub_->Evict({attached.peer_id, attached.epoch}, "test").ok());
   hub_->BeginShutdown();
 
   std::map<std::string, double> published;
@@ -219,7 +219,7 @@ TEST_F(PeerHubMetricsTest, PublishedSlotStateFollowsEveryChangeOfTheRecords) {
   hub_->Scan();
   EXPECT_FALSE(hub_->PublishedSlotState(r->peer_id).stale);
 
-  ASSERT_TRUE(hub_->Evict(r->peer_id, r->epoch, "test").ok());
+  ASSERT_TRUE(hub_->Evict({r->peer_id, r->epoch}, "test").ok());
   EXPECT_EQ(hub_->PublishedSlotState(r->peer_id).state, v1::PEER_STATE_EMPTY);
   EXPECT_EQ(hub_->PublishedSlotState(0).state, v1::PEER_STATE_EMPTY);
   EXPECT_EQ(hub_->PublishedSlotState(kMaxGuests + 1).state, v1::PEER_STATE_EMPTY);

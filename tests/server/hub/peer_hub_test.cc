@@ -2,7 +2,7 @@
 // EventJournal. Guests are played in-process through their own Segment
 // attach (a second mapping of the same file), which is what a guest process
 // does; time is driven by calling Scan() with short configured intervals.
-#include "server/peer_hub.h"
+#include "server/hub/peer_hub.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,15 +22,16 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
-#include "server/hub_config.h"
-#include "server/hub_metrics.h"
-#include "server/monotonic_clock.h"
-#include "server/proto_time.h"
+#include "server/base/monotonic_clock.h"
+#include "server/base/proto_time.h"
+#include "server/config/hub_config.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
 #include "shm/format.h"
 #include "shm/peer_table.h"
 #include "shm/segment.h"
 #include "shm/shm_error.h"
+#include "tests/server/hub/peer_hub_fixture.h"
 #include "tests/testing/temp_dir.h"
 
 namespace shmhub::server {
@@ -40,113 +41,12 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-constexpr uint32_t kMaxGuests = 4;
-
-HubConfig TestConfig(const shmhub::testing::TempDir& dir) {
-  HubConfig config;
-  config.segment_path = dir.File("hub");
-  config.max_guests = kMaxGuests;
-  config.ring_bytes = 4096;
-  config.slot_classes = {{64, 16}, {1024, 4}};
-  config.heartbeat_interval = absl::Milliseconds(10);
-  config.crash_timeout = absl::Milliseconds(100);
-  config.default_lease_ttl = absl::Seconds(30);
-  config.max_lease_ttl = absl::Minutes(1);
-  config.metrics_listen.clear();
-  return config;
-}
-
-std::vector<v1::EventKind> Kinds(const std::vector<v1::PeerEvent>& events) {
-  std::vector<v1::EventKind> kinds;
-  for (const v1::PeerEvent& event : events) kinds.push_back(event.kind());
-  return kinds;
-}
-
-// A guest's own words, written the way a broken or foreign (Rust) peer can.
-std::atomic_ref<uint32_t> RawStateWord(const shm::Segment& guest, uint32_t peer_id) {
-  auto* entry =
-      reinterpret_cast<shm::PeerEntry*>(guest.base() + guest.layout().EntryOffset(peer_id - 1));
-  return std::atomic_ref<uint32_t>(entry->state);
-}
-std::atomic_ref<uint32_t> RawEpochWord(const shm::Segment& guest, uint32_t peer_id) {
-  auto* entry =
-      reinterpret_cast<shm::PeerEntry*>(guest.base() + guest.layout().EntryOffset(peer_id - 1));
-  return std::atomic_ref<uint32_t>(entry->epoch);
-}
-
-class PeerHubTest : public ::testing::Test {
- protected:
-  void SetUp() override { Start(TestConfig(dir_)); }
-
-  void Start(const HubConfig& config) {
-    subscription_.reset();
-    hub_.reset();
-    journal_ = std::make_unique<EventJournal>("test-instance", 4096);
-    absl::StatusOr<std::unique_ptr<PeerHub>> hub =
-        PeerHub::Create(config, journal_.get(), &metrics_);
-    ASSERT_TRUE(hub.ok()) << hub.status();
-    hub_ = *std::move(hub);
-    EventJournal::SubscribeResult subscribed = journal_->Subscribe(0, 1 << 20, [] {});
-    ASSERT_NE(subscribed.subscription, nullptr);
-    subscription_ = std::move(subscribed.subscription);
-    absl::StatusOr<std::unique_ptr<shm::Segment>> guest = shm::Segment::Attach(config.segment_path);
-    ASSERT_TRUE(guest.ok()) << guest.status();
-    guest_ = *std::move(guest);
-  }
-
-  // Every event published since the last call.
-  std::vector<v1::PeerEvent> NewEvents() {
-    std::vector<v1::PeerEvent> events;
-    v1::PeerEvent event;
-    while (subscription_->Next(&event) == EventJournal::Subscription::Pull::kEvent) {
-      events.push_back(event);
-    }
-    return events;
-  }
-
-  ReserveRequest Request(absl::Duration ttl = absl::Seconds(30), std::string request_id = "") {
-    ReserveRequest request;
-    request.lease_ttl = ttl;
-    request.owner = "orchestrator-a";
-    request.labels = {{"job", "render"}, {"team", "video"}};
-    request.request_id = std::move(request_id);
-    return request;
-  }
-
-  Reservation MustReserve(const ReserveRequest& request) {
-    absl::StatusOr<Reservation> reservation = hub_->Reserve(request);
-    EXPECT_TRUE(reservation.ok()) << reservation.status();
-    return reservation.ok() ? *reservation : Reservation{};
-  }
-
-  shm::PeerEntryView GuestEntry(uint32_t peer_id) { return *guest_->peers().Entry(peer_id); }
-
-  v1::Peer MustGetPeer(uint32_t peer_id) {
-    absl::StatusOr<v1::Peer> peer = hub_->GetPeer(peer_id);
-    EXPECT_TRUE(peer.ok()) << peer.status();
-    return peer.ok() ? *peer : v1::Peer{};
-  }
-
-  // Reserves, claims as the guest, and lets a Scan publish ATTACHED.
-  Reservation AttachedGuest() {
-    const Reservation reservation = MustReserve(Request());
-    EXPECT_TRUE(GuestEntry(reservation.peer_id).ClaimFenced(reservation.epoch).ok());
-    hub_->Scan();
-    EXPECT_THAT(Kinds(NewEvents()), ElementsAre(v1::EVENT_KIND_RESERVED, v1::EVENT_KIND_ATTACHED));
-    return reservation;
-  }
-
-  void Heartbeat(uint32_t peer_id) { GuestEntry(peer_id).UpdateHeartbeat(MonotonicNowNs()); }
-
-  shmhub::testing::TempDir dir_;
-  // Teardown order: the subscription before the journal, the guest's
-  // mapping before the hub removes the file, the hub before its metrics.
-  HubMetrics metrics_{absl::Milliseconds(10), absl::Milliseconds(100)};
-  std::unique_ptr<EventJournal> journal_;
-  std::unique_ptr<PeerHub> hub_;
-  std::unique_ptr<EventJournal::Subscription> subscription_;
-  std::unique_ptr<shm::Segment> guest_;
-};
+using hubtest::Kinds;
+using hubtest::kMaxGuests;
+using hubtest::PeerHubTest;
+using hubtest::RawEpochWord;
+using hubtest::RawStateWord;
+using hubtest::TestConfig;
 
 // ---- Segment ownership ----------------------------------------------------------
 
@@ -257,7 +157,7 @@ TEST_F(PeerHubTest, RequestIdReplaysWhileTheClaimedOccupancyLastsAndNotAfter) {
   EXPECT_EQ(while_attached.peer_id, first.peer_id);
   EXPECT_EQ(while_attached.epoch, first.epoch);
 
-  ASSERT_TRUE(hub_->Evict(first.peer_id, first.epoch, "test").ok());
+  ASSERT_TRUE(hub_->Evict({first.peer_id, first.epoch}, "test").ok());
   const Reservation after = MustReserve(Request(absl::Seconds(30), "req-1"));
   EXPECT_FALSE(after.replayed);
   EXPECT_EQ(after.peer_id, first.peer_id);
@@ -282,7 +182,7 @@ TEST_F(PeerHubTest, ReserveSkipsASlotAGuestTookDirectlySinceTheLastScan) {
 TEST_F(PeerHubTest, ReleaseEmptiesTheReservedSlotAndPublishesReleased) {
   const Reservation r = MustReserve(Request(absl::Seconds(30), "req-1"));
   NewEvents();
-  ASSERT_TRUE(hub_->Release(r.peer_id, r.epoch).ok());
+  ASSERT_TRUE(hub_->Release({r.peer_id, r.epoch}).ok());
   const std::vector<v1::PeerEvent> events = NewEvents();
   ASSERT_THAT(Kinds(events), ElementsAre(v1::EVENT_KIND_RELEASED));
   EXPECT_EQ(events[0].peer_id(), r.peer_id);
@@ -298,7 +198,7 @@ TEST_F(PeerHubTest, ReleaseEmptiesTheReservedSlotAndPublishesReleased) {
 TEST_F(PeerHubTest, ReleaseWithAStaleEpochFailsAndChangesNothing) {
   const Reservation r = MustReserve(Request());
   NewEvents();
-  const absl::Status status = hub_->Release(r.peer_id, r.epoch + 1);
+  const absl::Status status = hub_->Release({r.peer_id, r.epoch + 1});
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("Reserved at epoch 1, not Reserved at epoch 2"));
   EXPECT_TRUE(GuestEntry(r.peer_id).State().Is(shm::PeerState::kReserved));
@@ -308,7 +208,7 @@ TEST_F(PeerHubTest, ReleaseWithAStaleEpochFailsAndChangesNothing) {
 
 TEST_F(PeerHubTest, ReleaseOfAnAttachedGuestPointsToEvictPeer) {
   const Reservation r = AttachedGuest();
-  const absl::Status status = hub_->Release(r.peer_id, r.epoch);
+  const absl::Status status = hub_->Release({r.peer_id, r.epoch});
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("is Attached at epoch 1"));
   EXPECT_THAT(status.message(), HasSubstr("use EvictPeer"));
@@ -319,7 +219,7 @@ TEST_F(PeerHubTest, ReleaseOfAnAttachedGuestPointsToEvictPeer) {
 TEST_F(PeerHubTest, ReleaseRacingAClaimReportsTheSegmentStateAndLeavesTheClaim) {
   const Reservation r = MustReserve(Request());
   ASSERT_TRUE(GuestEntry(r.peer_id).ClaimFenced(r.epoch).ok());  // not yet scanned
-  const absl::Status status = hub_->Release(r.peer_id, r.epoch);
+  const absl::Status status = hub_->Release({r.peer_id, r.epoch});
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("Attached at epoch 1 in the segment"));
   EXPECT_THAT(status.message(), HasSubstr("use EvictPeer"));
@@ -330,8 +230,8 @@ TEST_F(PeerHubTest, ReleaseRacingAClaimReportsTheSegmentStateAndLeavesTheClaim) 
 
 TEST_F(PeerHubTest, PeerIdsOutsideTheTableAreNotFound) {
   for (const uint32_t peer_id : {0u, kMaxGuests + 1, 255u, 256u}) {
-    EXPECT_EQ(hub_->Release(peer_id, 1).code(), absl::StatusCode::kNotFound) << peer_id;
-    EXPECT_EQ(hub_->Evict(peer_id, 1, "").status().code(), absl::StatusCode::kNotFound) << peer_id;
+    EXPECT_EQ(hub_->Release({peer_id, 1}).code(), absl::StatusCode::kNotFound) << peer_id;
+    EXPECT_EQ(hub_->Evict({peer_id, 1}, "").status().code(), absl::StatusCode::kNotFound) << peer_id;
     EXPECT_EQ(hub_->GetPeer(peer_id).status().code(), absl::StatusCode::kNotFound) << peer_id;
   }
   EXPECT_THAT(hub_->GetPeer(5).status().message(), HasSubstr("slots 1..4"));
@@ -345,7 +245,7 @@ TEST_F(PeerHubTest, EvictRecoversTheGuestAndTheSlotIsReusableAtTheNextEpoch) {
   ASSERT_TRUE(free_before.ok());
 
   absl::StatusOr<std::optional<shm::RecoveryReport>> report =
-      hub_->Evict(r.peer_id, r.epoch, "draining node");
+      hub_->Evict({r.peer_id, r.epoch}, "draining node");
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_TRUE(report->has_value()) << "no host application: recovery runs at once";
   EXPECT_EQ((*report)->slots_reclaimed_by_owner, 1u);
@@ -368,17 +268,17 @@ TEST_F(PeerHubTest, EvictRecoversTheGuestAndTheSlotIsReusableAtTheNextEpoch) {
 
 TEST_F(PeerHubTest, EvictOfAReservationOrAStaleEpochFailsAndChangesNothing) {
   const Reservation reserved = MustReserve(Request());
-  absl::Status status = hub_->Evict(reserved.peer_id, reserved.epoch, "").status();
+  absl::Status status = hub_->Evict({reserved.peer_id, reserved.epoch}, "").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("use ReleasePeer"));
   EXPECT_THAT(Kinds(NewEvents()), ElementsAre(v1::EVENT_KIND_RESERVED));
 
   const Reservation attached = AttachedGuest();
-  status = hub_->Evict(attached.peer_id, attached.epoch + 7, "").status();
+  status = hub_->Evict({attached.peer_id, attached.epoch + 7}, "").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("Attached at epoch 1, not Attached at epoch 8"));
 
-  status = hub_->Evict(3, 0, "").status();
+  status = hub_->Evict({3, 0}, "").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("is Empty"));
 
@@ -398,8 +298,8 @@ TEST_F(PeerHubTest, BeginShutdownPublishesHostShutdownOnceRaisesHostGoodbyeAndRe
   EXPECT_TRUE(guest_->HostGoodbye());
 
   for (const absl::Status& status :
-       {hub_->Reserve(Request()).status(), hub_->Release(r.peer_id, r.epoch),
-        hub_->Evict(r.peer_id, r.epoch, "").status()}) {
+       {hub_->Reserve(Request()).status(), hub_->Release({r.peer_id, r.epoch}),
+        hub_->Evict({r.peer_id, r.epoch}, "").status()}) {
     EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
     EXPECT_EQ(status.message(), "shmhubd is shutting down");
   }
@@ -460,7 +360,7 @@ TEST_F(PeerHubTest, AClaimIsPublishedAttachedAtTheNextScanWithTheReservationEpoc
 }
 
 TEST_F(PeerHubTest, ADirectAttachIsPublishedOnlyAfterTheD1ReRead) {
-  absl::StatusOr<shm::PeerTable::Taken> taken = guest_->peers().AttachFirstFree();
+  absl::StatusOr<shm::Occupancy> taken = guest_->peers().AttachFirstFree();
   ASSERT_TRUE(taken.ok());
   hub_->Scan();
   EXPECT_THAT(NewEvents(), IsEmpty()) << "published without re-reading the pair";
@@ -491,7 +391,7 @@ TEST_F(PeerHubTest, ALateRustEpochBumpIsAdoptedBeforePublishing) {
 }
 
 TEST_F(PeerHubTest, AGuestSeenOnlyAfterItLeftIsPublishedAttachedThenGoodbyeAndRecovered) {
-  absl::StatusOr<shm::PeerTable::Taken> taken = guest_->peers().AttachFirstFree();
+  absl::StatusOr<shm::Occupancy> taken = guest_->peers().AttachFirstFree();
   ASSERT_TRUE(taken.ok());
   GuestEntry(taken->peer_id).SetGoodbye();
   hub_->Scan();
@@ -737,7 +637,7 @@ TEST_F(PeerHubTest, EveryTransitionIsPublishedExactlyOnceInSequenceOrder) {
   hub_->Scan();
   hub_->Scan();
   const Reservation second = MustReserve(Request());
-  ASSERT_TRUE(hub_->Release(second.peer_id, second.epoch).ok());
+  ASSERT_TRUE(hub_->Release({second.peer_id, second.epoch}).ok());
   hub_->Scan();
 
   const std::vector<v1::PeerEvent> events = NewEvents();
@@ -766,7 +666,7 @@ TEST_F(PeerHubTest, ASnapshotIsExactAsOfItsSequenceUnderConcurrentChanges) {
       absl::StatusOr<Reservation> r = hub_->Reserve(Request());
       if (r.ok()) held.push_back(*r);
       if (held.size() > 2) {
-        EXPECT_TRUE(hub_->Release(held.front().peer_id, held.front().epoch).ok());
+        EXPECT_TRUE(hub_->Release(held.front().occupancy()).ok());
         held.pop_front();
       }
     }

@@ -2,7 +2,7 @@
 // (client/guest's Guest, in-process, heartbeat thread included) and hostile
 // words written through a second mapping, as a broken guest process would.
 // Time is driven by calling Scan(); every wait polls with a deadline.
-#include "server/segment_collector.h"
+#include "server/hub/segment_collector.h"
 
 #include <atomic>
 #include <cmath>
@@ -16,11 +16,11 @@
 #include "absl/time/time.h"
 #include "client/guest/guest.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
-#include "server/hub_config.h"
-#include "server/hub_metrics.h"
-#include "server/monotonic_clock.h"
-#include "server/peer_hub.h"
+#include "server/base/monotonic_clock.h"
+#include "server/config/hub_config.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
+#include "server/hub/peer_hub.h"
 #include "shm/format.h"
 #include "shm/segment.h"
 #include "shm/var_slot_pool.h"

@@ -3,7 +3,7 @@
 // the segment the daemon sent, and hang up; the daemon's published events
 // and peer views are read over real gRPC. Process exits (SIGKILL) are
 // covered end to end in tests/e2e with real shmhub-guest processes.
-#include "server/local_socket_server.h"
+#include "server/local/local_socket_server.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>

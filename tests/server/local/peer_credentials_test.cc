@@ -1,4 +1,4 @@
-#include "server/peer_credentials.h"
+#include "server/local/peer_credentials.h"
 
 #include <poll.h>
 #include <signal.h>

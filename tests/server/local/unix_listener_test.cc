@@ -1,4 +1,4 @@
-#include "server/unix_listener.h"
+#include "server/local/unix_listener.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>

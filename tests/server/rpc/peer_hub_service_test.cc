@@ -9,7 +9,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/proto_time.h"
+#include "server/base/proto_time.h"
 #include "shm/segment.h"
 #include "tests/server/in_process_hub.h"
 

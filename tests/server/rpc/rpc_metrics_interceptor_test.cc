@@ -2,7 +2,7 @@
 // exposer: the registry is read directly): started / handled by upper-case
 // status code / handling time per method, for the PeerHub service and for
 // the health service, unary and streaming.
-#include "server/rpc_metrics_interceptor.h"
+#include "server/rpc/rpc_metrics_interceptor.h"
 
 #include <functional>
 #include <optional>

@@ -1,7 +1,7 @@
 // WatchDispatcher on its own, with a real EventJournal: the stream limit,
 // closing, journal wakes and ticks reaching the pumps, and Unregister
 // never returning while the stream's pump still runs.
-#include "server/watch_dispatcher.h"
+#include "server/rpc/watch_dispatcher.h"
 
 #include <atomic>
 #include <memory>
@@ -11,7 +11,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/event_journal.h"
+#include "server/hub/event_journal.h"
 
 namespace shmhub::server {
 namespace {
