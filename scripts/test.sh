@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every test shmhub has:
 #   1. the normal build (RelWithDebInfo): every ctest label (unit, integration, slow)
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build: every test
-#   3. ThreadSanitizer build: the shm/ unit and integration tests. Debian's
+#   2. the Release build of the shipped binaries (what the image and users
+#      build), so that configuration keeps building
+#   3. AddressSanitizer + UndefinedBehaviorSanitizer build: every test
+#   4. ThreadSanitizer build: the shm/ unit and integration tests. Debian's
 #      Abseil is not TSan-instrumented, so absl::Mutex users (server/,
-#      client/) would only show false races; they run under 1 and 2.
-#   4. clang + libFuzzer build: each fuzz target for SHMHUB_FUZZ_SECONDS (default 30)
-# Stops at the first failing stage. Set SHMHUB_TEST_STAGES to a subset,
-# e.g. "default asan", to run fewer.
+#      client/) would only show false races; they run under 1 and 3.
+#   5. clang + libFuzzer build: each fuzz target for SHMHUB_FUZZ_SECONDS (default 30)
+# Every build treats warnings in our own code as errors (SHMHUB_WERROR);
+# a plain cmake build does not. Stops at the first failing stage. Set
+# SHMHUB_TEST_STAGES to a subset, e.g. "default asan", to run fewer.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STAGES="${SHMHUB_TEST_STAGES:-default asan tsan fuzz}"
+STAGES="${SHMHUB_TEST_STAGES:-default release asan tsan fuzz}"
+SHIPPED_BINARIES=(shmhubd shmhubctl shmhub-guest echo_host echo_guest)
 FUZZ_SECONDS="${SHMHUB_FUZZ_SECONDS:-30}"
 JOBS="${SHMHUB_JOBS:-$(nproc)}"
 
@@ -19,7 +23,7 @@ JOBS="${SHMHUB_JOBS:-$(nproc)}"
 
 configure() {  # configure DIR [cmake args...]
   local dir="$1"; shift
-  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 \
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DSHMHUB_WERROR=ON "$@" > "$dir.configure.log" 2>&1 \
     || { cat "$dir.configure.log"; return 1; }
 }
 
@@ -40,6 +44,11 @@ for stage in $STAGES; do
       build "$ROOT/build"
       run_ctest "$ROOT/build"
       ;;
+    release)
+      configure "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release
+      cmake --build "$ROOT/build-release" -j "$JOBS" --target "${SHIPPED_BINARIES[@]}"
+      "$ROOT/build-release/server/shmhubd" --version
+      ;;
     asan)
       build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DSHMHUB_SANITIZE="address;undefined"
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -58,7 +67,7 @@ for stage in $STAGES; do
       "$ROOT/fuzz/run_fuzzers.sh" "$ROOT/build-fuzz" "$FUZZ_SECONDS"
       ;;
     *)
-      echo "unknown stage '$stage' (known: default asan tsan fuzz)" >&2
+      echo "unknown stage '$stage' (known: default release asan tsan fuzz)" >&2
       exit 2
       ;;
   esac

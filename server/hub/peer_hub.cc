@@ -353,7 +353,7 @@ void PeerHub::BeginShutdown() {
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return;
   shutting_down_ = true;
-  Publish(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN, "shmhubd is shutting down"));
+  Publish(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN, std::string(kShuttingDown)));
   segment_->SetHostGoodbye();
 }
 

@@ -108,7 +108,7 @@ void PeerHub::OnInvalidState(SlotRecord& record, const shm::PeerPair& seen, uint
   const uint32_t raw = seen.first.raw;
   const uint32_t epoch = seen.second;
   record.unconfirmed.reset();
-  if (record.recovering() && record.epoch == epoch) {
+  if (record.Holds({record.peer_id, epoch}) && record.recovering()) {
     // CRASHED is already out for this occupancy; RecoverPeer accepts an
     // invalid word, so just retry.
     RecoverAndPublish(record).IgnoreError();

@@ -20,13 +20,11 @@
 #include "gtest/gtest.h"
 #include "server/local/handshake_table.h"
 #include "server/local/poll_set.h"
-#include "server/local/watched_guests.h"
 #include "shm/doorbell.h"
 #include "shm/host_control.h"
-#include "shm/mapping_control.h"
 #include "shm/occupancy.h"
 #include "shm/poll_fd.h"
-#include "tests/server/hub/peer_hub_fixture.h"
+#include "tests/server/local/watched_guests_fixture.h"
 
 namespace shmhub::server {
 namespace {
@@ -35,7 +33,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 using hubtest::Kinds;
-using hubtest::PeerHubTest;
 
 constexpr std::chrono::milliseconds kWait{5000};
 
@@ -65,11 +62,10 @@ class HostEnd {
   shm::HostRecordReader reader_{shm::HostControlSender::kDaemon};
 };
 
-class HostSessionTest : public PeerHubTest {
+class HostSessionTest : public localtest::WatchedGuestsFixture {
  protected:
   void SetUp() override {
-    PeerHubTest::SetUp();
-    guests_ = std::make_unique<WatchedGuests>(hub_.get());
+    WatchedGuestsFixture::SetUp();
     session_ = std::make_unique<HostSession>(
         hub_.get(), guests_.get(), shm::UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)));
     hub_->SetHostNoticeCallback([session = session_.get()] { session->WakeForNotices(); });
@@ -77,7 +73,7 @@ class HostSessionTest : public PeerHubTest {
   void TearDown() override {
     hub_->SetHostNoticeCallback({});
     session_.reset();
-    guests_.reset();
+    WatchedGuestsFixture::TearDown();
   }
 
   // A connection that sent `bytes` as its first request.
@@ -103,24 +99,6 @@ class HostSessionTest : public PeerHubTest {
     session_->HandleEvents(polled);
   }
 
-  // A local guest, claimed and watched; returns its doorbell end.
-  shm::Doorbell AttachedLocalGuest(shm::Occupancy* occupancy) {
-    absl::StatusOr<Reservation> reservation = hub_->ReserveForLocalGuest(LocalGuest{});
-    EXPECT_TRUE(reservation.ok()) << reservation.status();
-    *occupancy = reservation->occupancy();
-    auto doorbells = shm::Doorbell::CreatePair();
-    auto mapping = shm::CreateMappingControlPair();
-    EXPECT_TRUE(doorbells.ok() && mapping.ok());
-    guests_->Add(WatchedGuest{.occupancy = *occupancy,
-                              .doorbell = std::move(doorbells->first),
-                              .pidfd = {},
-                              .mapping_control = std::move(mapping->first)});
-    EXPECT_TRUE(GuestEntry(occupancy->peer_id).ClaimFenced(occupancy->epoch).ok());
-    hub_->Scan();
-    return std::move(doorbells->second);
-  }
-
-  std::unique_ptr<WatchedGuests> guests_;
   std::unique_ptr<HostSession> session_;
 };
 

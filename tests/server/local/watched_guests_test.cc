@@ -7,10 +7,8 @@
 #include <sys/socket.h>
 
 #include <chrono>
-#include <memory>
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,9 +18,8 @@
 #include "gtest/gtest.h"
 #include "server/local/poll_set.h"
 #include "shm/doorbell.h"
-#include "shm/mapping_control.h"
 #include "shm/occupancy.h"
-#include "tests/server/hub/peer_hub_fixture.h"
+#include "tests/server/local/watched_guests_fixture.h"
 
 namespace shmhub::server {
 namespace {
@@ -31,38 +28,9 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 using hubtest::Kinds;
-using hubtest::PeerHubTest;
 
-class WatchedGuestsTest : public PeerHubTest {
+class WatchedGuestsTest : public localtest::WatchedGuestsFixture {
  protected:
-  void SetUp() override {
-    PeerHubTest::SetUp();
-    guests_ = std::make_unique<WatchedGuests>(hub_.get());
-  }
-  // Before the hub goes: what it holds are the hub's occupancies.
-  void TearDown() override { guests_.reset(); }
-
-  // A local guest that bootstrapped and claimed its slot: the daemon's side
-  // is watched, the guest's doorbell end is returned.
-  shm::Doorbell AttachedLocalGuest(shm::Occupancy* occupancy) {
-    LocalGuest who;
-    who.pid = 77;
-    absl::StatusOr<Reservation> reservation = hub_->ReserveForLocalGuest(who);
-    EXPECT_TRUE(reservation.ok()) << reservation.status();
-    EXPECT_TRUE(GuestEntry(reservation->peer_id).ClaimFenced(reservation->epoch).ok());
-    hub_->Scan();
-    NewEvents();
-    auto doorbells = shm::Doorbell::CreatePair();
-    auto mapping = shm::CreateMappingControlPair();
-    EXPECT_TRUE(doorbells.ok() && mapping.ok());
-    *occupancy = reservation->occupancy();
-    guests_->Add(WatchedGuest{.occupancy = *occupancy,
-                             .doorbell = std::move(doorbells->first),
-                             .pidfd = {},
-                             .mapping_control = std::move(mapping->first)});
-    return std::move(doorbells->second);
-  }
-
   // One turn of the loop for the guests.
   void Turn() {
     PollSet polled;
@@ -70,8 +38,6 @@ class WatchedGuestsTest : public PeerHubTest {
     ASSERT_TRUE(polled.Wait(absl::Now() + absl::Milliseconds(200), absl::Seconds(1)).ok());
     guests_->HandleEvents(polled, absl::Now());
   }
-
-  std::unique_ptr<WatchedGuests> guests_;
 };
 
 // Whether the guest end sees its doorbell hang up (within 5 s).
