@@ -88,12 +88,12 @@ HostRecord Rebuilt(const HostRecord& record) {
     case HostRecordType::kRefused:
       return shmhub::shm::RefusedRecord(static_cast<shmhub::shm::HostRefusal>(record.arg));
     case HostRecordType::kPeerAttached:
-      return shmhub::shm::PeerAttachedRecord(record.peer_id, record.epoch, record.arg);
+      return shmhub::shm::PeerAttachedRecord(record.occupancy(), record.arg);
     case HostRecordType::kPeerRecovering:
       return shmhub::shm::PeerRecoveringRecord(
-          record.peer_id, record.epoch, static_cast<shmhub::shm::PeerDeparture>(record.arg));
+          record.occupancy(), static_cast<shmhub::shm::PeerDeparture>(record.arg));
     case HostRecordType::kRecoveryReady:
-      return shmhub::shm::RecoveryReadyRecord(record.peer_id, record.epoch);
+      return shmhub::shm::RecoveryReadyRecord(record.occupancy());
   }
   // Only accepted records get here, so another type is a decoder bug.
   std::abort();

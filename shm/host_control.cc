@@ -114,17 +114,17 @@ HostRecord RefusedRecord(HostRefusal why) {
   return HostRecord{HostRecordType::kRefused, 0, 0, static_cast<uint32_t>(why)};
 }
 
-HostRecord PeerAttachedRecord(uint32_t peer_id, uint32_t epoch, uint32_t fd_count) {
-  return HostRecord{HostRecordType::kPeerAttached, peer_id, epoch, fd_count};
+HostRecord PeerAttachedRecord(const Occupancy& occupancy, uint32_t fd_count) {
+  return HostRecord{HostRecordType::kPeerAttached, occupancy.peer_id, occupancy.epoch, fd_count};
 }
 
-HostRecord PeerRecoveringRecord(uint32_t peer_id, uint32_t epoch, PeerDeparture departure) {
-  return HostRecord{HostRecordType::kPeerRecovering, peer_id, epoch,
+HostRecord PeerRecoveringRecord(const Occupancy& occupancy, PeerDeparture departure) {
+  return HostRecord{HostRecordType::kPeerRecovering, occupancy.peer_id, occupancy.epoch,
                     static_cast<uint32_t>(departure)};
 }
 
-HostRecord RecoveryReadyRecord(uint32_t peer_id, uint32_t epoch) {
-  return HostRecord{HostRecordType::kRecoveryReady, peer_id, epoch, 0};
+HostRecord RecoveryReadyRecord(const Occupancy& occupancy) {
+  return HostRecord{HostRecordType::kRecoveryReady, occupancy.peer_id, occupancy.epoch, 0};
 }
 
 std::array<uint8_t, kHostRecordSize> EncodeHostRecord(const HostRecord& record) {

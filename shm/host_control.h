@@ -44,6 +44,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "shm/occupancy.h"
 #include "shm/poll_fd.h"
 #include "shm/unique_fd.h"
 
@@ -87,6 +88,9 @@ struct HostRecord {
   uint32_t epoch = 0;
   uint32_t arg = 0;
 
+  // The occupancy a PEER_* or RECOVERY_READY record is about.
+  Occupancy occupancy() const { return {peer_id, epoch}; }
+
   friend bool operator==(const HostRecord&, const HostRecord&) = default;
 };
 
@@ -97,9 +101,9 @@ bool IsHostRequest(absl::Span<const uint8_t> bytes);
 
 HostRecord RegisteredRecord();
 HostRecord RefusedRecord(HostRefusal why);
-HostRecord PeerAttachedRecord(uint32_t peer_id, uint32_t epoch, uint32_t fd_count);
-HostRecord PeerRecoveringRecord(uint32_t peer_id, uint32_t epoch, PeerDeparture departure);
-HostRecord RecoveryReadyRecord(uint32_t peer_id, uint32_t epoch);
+HostRecord PeerAttachedRecord(const Occupancy& occupancy, uint32_t fd_count);
+HostRecord PeerRecoveringRecord(const Occupancy& occupancy, PeerDeparture departure);
+HostRecord RecoveryReadyRecord(const Occupancy& occupancy);
 
 std::array<uint8_t, kHostRecordSize> EncodeHostRecord(const HostRecord& record);
 

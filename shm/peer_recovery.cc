@@ -150,8 +150,9 @@ uint32_t RecoveryReport::ProblemCount() const {
          stale_slot_refs + (drain_bound_reached ? 1 : 0);
 }
 
-absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, uint32_t peer_id,
-                                           uint32_t epoch, const RecoveryHooks& hooks) {
+absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, const Occupancy& occupancy,
+                                           const RecoveryHooks& hooks) {
+  const auto [peer_id, epoch] = occupancy;
   if (!segment.is_host()) {
     return ShmError(ShmErrc::kWrongState, "only the segment's host may recover a peer");
   }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "shm/occupancy.h"
 #include "shm/segment.h"
 
 namespace shmhub::shm {
@@ -74,14 +75,14 @@ struct RecoveryHooks {
   std::function<void(RecoveryStep step)> after_step;
 };
 
-// Recovers peer `peer_id` whose current occupancy is `epoch`. The entry must
-// be Attached, Goodbye or hold an invalid state word, with that epoch.
+// Recovers `occupancy`. The entry must be Attached, Goodbye or hold an
+// invalid state word, with that epoch.
 // Errors, each leaving the entry as the failed check found it:
 // kWrongState (not a host segment; entry Empty or Reserved),
 // kInvalidPeerId, kStaleEpoch (the epoch is not `epoch`, at the start or at
 // any later step).
-absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, uint32_t peer_id,
-                                           uint32_t epoch, const RecoveryHooks& hooks = {});
+absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, const Occupancy& occupancy,
+                                           const RecoveryHooks& hooks = {});
 
 }  // namespace shmhub::shm
 

@@ -62,7 +62,7 @@ absl::Status BenchSegment::Recover(uint32_t peer_id, uint32_t epoch) const {
   if (entry->CheckPair(shm::PeerState::kReserved, epoch).ok()) {
     return entry->ReleaseFenced(epoch);
   }
-  absl::StatusOr<shm::RecoveryReport> report = shm::RecoverPeer(*segment_, peer_id, epoch);
+  absl::StatusOr<shm::RecoveryReport> report = shm::RecoverPeer(*segment_, {peer_id, epoch});
   if (!report.ok()) return report.status();
   if (report->ProblemCount() != 0) {
     return absl::DataLossError(absl::StrCat("recovery of peer ", peer_id, " found ",

@@ -222,7 +222,7 @@ absl::Status HostApp::OnPeerRecovering(const shm::HostRecord& record) {
     // No link of ours touches that occupancy: nothing to release. A
     // vanished one awaits no answer.
     if (departure == shm::PeerDeparture::kVanished) return absl::OkStatus();
-    return SendRecoveryReady(record.peer_id, record.epoch);
+    return SendRecoveryReady(record.occupancy());
   }
   std::shared_ptr<RingLink> link = std::move(served->second.link);
   served_.erase(served);
@@ -236,8 +236,7 @@ absl::Status HostApp::OnPeerRecovering(const shm::HostRecord& record) {
                  .departure = departure,
                  .status = absl::OkStatus()});
   if (departure == shm::PeerDeparture::kVanished) return absl::OkStatus();
-  handshakes_.push_back(Handshake{.peer_id = record.peer_id,
-                                  .epoch = record.epoch,
+  handshakes_.push_back(Handshake{.occupancy = record.occupancy(),
                                   .link = std::move(link),
                                   .give_up_at = absl::Now() + options_.release_timeout});
   return absl::OkStatus();
@@ -248,12 +247,12 @@ absl::Status HostApp::AdvanceHandshakes() {
   std::vector<Handshake> waiting;
   for (Handshake& handshake : handshakes_) {
     if (handshake.link->outstanding_views() == 0) {
-      if (absl::Status sent = SendRecoveryReady(handshake.peer_id, handshake.epoch); !sent.ok()) {
+      if (absl::Status sent = SendRecoveryReady(handshake.occupancy); !sent.ok()) {
         return sent;
       }
       continue;
     }
-    if (!DaemonStillOwes(handshake.peer_id, handshake.epoch) || now >= handshake.give_up_at) {
+    if (!DaemonStillOwes(handshake.occupancy) || now >= handshake.give_up_at) {
       absl::MutexLock lock(&mu_);
       ++abandoned_;
       continue;
@@ -264,18 +263,18 @@ absl::Status HostApp::AdvanceHandshakes() {
   return absl::OkStatus();
 }
 
-absl::Status HostApp::SendRecoveryReady(uint32_t peer_id, uint32_t epoch) {
-  absl::Status sent = shm::SendHostRecord(socket_.get(), shm::RecoveryReadyRecord(peer_id, epoch),
-                                          {}, shm::DeadlineAfter(kSendTimeout));
+absl::Status HostApp::SendRecoveryReady(const shm::Occupancy& occupancy) {
+  absl::Status sent = shm::SendHostRecord(socket_.get(), shm::RecoveryReadyRecord(occupancy), {},
+                                          shm::DeadlineAfter(kSendTimeout));
   if (!sent.ok()) return shm::Annotate(sent, "sending RECOVERY_READY to shmhubd");
   return absl::OkStatus();
 }
 
-bool HostApp::DaemonStillOwes(uint32_t peer_id, uint32_t epoch) const {
-  absl::StatusOr<shm::PeerEntryView> entry = segment_->peers().Entry(peer_id);
+bool HostApp::DaemonStillOwes(const shm::Occupancy& occupancy) const {
+  absl::StatusOr<shm::PeerEntryView> entry = segment_->peers().Entry(occupancy.peer_id);
   if (!entry.ok()) return false;
   const shm::PeerPair pair = entry->LoadPair();
-  if (pair.second != epoch) return false;
+  if (pair.second != occupancy.epoch) return false;
   // Recovery ends in Empty; a Reserved word at our epoch is not ours either.
   return !pair.first.Is(shm::PeerState::kEmpty) && !pair.first.Is(shm::PeerState::kReserved);
 }

@@ -63,6 +63,7 @@
 #include "absl/time/time.h"
 #include "client/link/ring_link.h"
 #include "shm/host_control.h"
+#include "shm/occupancy.h"
 #include "shm/segment.h"
 #include "shm/unique_fd.h"
 
@@ -129,8 +130,7 @@ class HostApp {
  private:
   // A departing peer whose views the application still holds.
   struct Handshake {
-    uint32_t peer_id = 0;
-    uint32_t epoch = 0;
+    shm::Occupancy occupancy;
     std::shared_ptr<RingLink> link;
     absl::Time give_up_at;
   };
@@ -149,10 +149,10 @@ class HostApp {
   // Acknowledges the handshakes whose views are all released, abandons
   // those the daemon or the clock has overtaken.
   absl::Status AdvanceHandshakes();
-  absl::Status SendRecoveryReady(uint32_t peer_id, uint32_t epoch);
-  // Whether the segment's entry still holds occupancy (peer_id, epoch) in
-  // any state a recovery starts from (Attached, Goodbye or corrupt).
-  bool DaemonStillOwes(uint32_t peer_id, uint32_t epoch) const;
+  absl::Status SendRecoveryReady(const shm::Occupancy& occupancy);
+  // Whether the segment's entry still holds `occupancy` in any state a
+  // recovery starts from (Attached, Goodbye or corrupt).
+  bool DaemonStillOwes(const shm::Occupancy& occupancy) const;
   void Push(HostEvent event);
   // The connection ended: close everything, tell the application.
   void EndWith(const absl::Status& why);

@@ -46,11 +46,11 @@ void HostAckGate::Announce(const shm::Occupancy& occupancy) {
   if (slot == nullptr || !registered_) return;
   if (slot->epoch == occupancy.epoch && slot->phase != Phase::kUnknown) return;
   if (slot->phase == Phase::kAnnounced) {
-    Queue(shm::PeerRecoveringRecord(occupancy.peer_id, slot->epoch,
+    Queue(shm::PeerRecoveringRecord({occupancy.peer_id, slot->epoch},
                                     shm::PeerDeparture::kVanished));
   }
   *slot = Slot{.phase = Phase::kAnnounced, .epoch = occupancy.epoch, .deadline_ns = 0};
-  Queue(shm::PeerAttachedRecord(occupancy.peer_id, occupancy.epoch, 0));
+  Queue(shm::PeerAttachedRecord(occupancy, 0));
 }
 
 void HostAckGate::Orphan(const shm::Occupancy& occupancy) {
@@ -68,7 +68,7 @@ HostAckGate::Verdict HostAckGate::BeginRecovery(const shm::Occupancy& occupancy,
       slot->phase = Phase::kAwaitingAck;
       // Saturating: a huge --host_ack_timeout must not wrap into the past.
       slot->deadline_ns = now_ns + std::min(ack_timeout_ns_, UINT64_MAX - now_ns);
-      Queue(shm::PeerRecoveringRecord(occupancy.peer_id, occupancy.epoch, departure));
+      Queue(shm::PeerRecoveringRecord(occupancy, departure));
       return Verdict::kWait;
     case Phase::kAwaitingAck:
       if (now_ns < slot->deadline_ns) return Verdict::kWait;
@@ -95,7 +95,7 @@ void HostAckGate::Reconcile(uint32_t peer_id, std::optional<uint32_t> live_epoch
   if (slot == nullptr || slot->phase == Phase::kUnknown) return;
   if (live_epoch.has_value() && *live_epoch == slot->epoch) return;
   if (slot->phase == Phase::kAnnounced) {
-    Queue(shm::PeerRecoveringRecord(peer_id, slot->epoch, shm::PeerDeparture::kVanished));
+    Queue(shm::PeerRecoveringRecord({peer_id, slot->epoch}, shm::PeerDeparture::kVanished));
   }
   *slot = Slot{};
 }

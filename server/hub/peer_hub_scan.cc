@@ -424,7 +424,7 @@ absl::StatusOr<shm::RecoveryReport> PeerHub::RecoverAndPublish(SlotRecord& recor
   }
   const uint64_t start_ns = MonotonicNowNs();
   absl::StatusOr<shm::RecoveryReport> report =
-      shm::RecoverPeer(*segment_, record.peer_id, record.epoch);
+      shm::RecoverPeer(*segment_, record.occupancy());
   const absl::Duration took = absl::Nanoseconds(ElapsedNs(start_ns, MonotonicNowNs()));
   if (!report.ok()) {
     ++record.failed_recoveries;

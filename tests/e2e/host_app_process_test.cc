@@ -221,7 +221,7 @@ TEST_F(HostAppProcessTest, SilentHostIsReportedAndRecoveryGoesAheadAtTheTimeout)
   std::optional<shm::ReceivedHostRecord> attached =
       host.Expect(shm::HostRecordType::kPeerAttached, kHostRecordWait);
   ASSERT_TRUE(attached.has_value());
-  EXPECT_EQ(attached->record, shm::PeerAttachedRecord(peer_id, epoch, 2));
+  EXPECT_EQ(attached->record, shm::PeerAttachedRecord({peer_id, epoch}, 2));
 
   guest->Signal(SIGKILL);
   ASSERT_TRUE(host.Expect(shm::HostRecordType::kPeerRecovering, kHostRecordWait).has_value());

@@ -153,7 +153,7 @@ class RawHostClient {
     return *std::move(next);
   }
   absl::Status Ack(uint32_t peer_id, uint32_t epoch) {
-    return shm::SendHostRecord(connection_.get(), shm::RecoveryReadyRecord(peer_id, epoch), {},
+    return shm::SendHostRecord(connection_.get(), shm::RecoveryReadyRecord({peer_id, epoch}), {},
                                shm::DeadlineAfter(kClientWait));
   }
   int fd() const { return connection_.get(); }

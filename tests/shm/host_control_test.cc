@@ -73,7 +73,8 @@ TEST(HostControl, RequestIsShh1AndOnlyThatMagicIsAHostRequest) {
 }
 
 TEST(HostControl, RecordIsFourLittleEndianWordsTypePeerEpochArg) {
-  const auto bytes = EncodeHostRecord(PeerRecoveringRecord(7, 0x01020304, PeerDeparture::kEvicted));
+  const auto bytes =
+      EncodeHostRecord(PeerRecoveringRecord({7, 0x01020304}, PeerDeparture::kEvicted));
   EXPECT_EQ(std::vector<uint8_t>(bytes.begin(), bytes.end()),
             (std::vector<uint8_t>{4, 0, 0, 0, 7, 0, 0, 0, 4, 3, 2, 1, 3, 0, 0, 0}));
 }
@@ -83,11 +84,11 @@ TEST(HostControl, EveryValidRecordRoundTripsFromItsSender) {
       {HostControlSender::kDaemon, RegisteredRecord()},
       {HostControlSender::kDaemon, RefusedRecord(HostRefusal::kAlreadyRegistered)},
       {HostControlSender::kDaemon, RefusedRecord(HostRefusal::kShuttingDown)},
-      {HostControlSender::kDaemon, PeerAttachedRecord(1, 0, 0)},
-      {HostControlSender::kDaemon, PeerAttachedRecord(255, 0xFFFFFFFF, 2)},
-      {HostControlSender::kDaemon, PeerRecoveringRecord(3, 9, PeerDeparture::kLeft)},
-      {HostControlSender::kDaemon, PeerRecoveringRecord(3, 9, PeerDeparture::kVanished)},
-      {HostControlSender::kHost, RecoveryReadyRecord(3, 9)},
+      {HostControlSender::kDaemon, PeerAttachedRecord({1, 0}, 0)},
+      {HostControlSender::kDaemon, PeerAttachedRecord({255, 0xFFFFFFFF}, 2)},
+      {HostControlSender::kDaemon, PeerRecoveringRecord({3, 9}, PeerDeparture::kLeft)},
+      {HostControlSender::kDaemon, PeerRecoveringRecord({3, 9}, PeerDeparture::kVanished)},
+      {HostControlSender::kHost, RecoveryReadyRecord({3, 9})},
   };
   for (const auto& [sender, record] : cases) {
     absl::StatusOr<HostRecord> back = DecodeHostRecord(sender, EncodeHostRecord(record));
@@ -95,9 +96,9 @@ TEST(HostControl, EveryValidRecordRoundTripsFromItsSender) {
     EXPECT_EQ(*back, record);
   }
   EXPECT_EQ(HostRecordFdCount(RegisteredRecord()), 1u);
-  EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord(1, 1, 2)), 2u);
-  EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord(1, 1, 0)), 0u);
-  EXPECT_EQ(HostRecordFdCount(RecoveryReadyRecord(1, 1)), 0u);
+  EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord({1, 1}, 2)), 2u);
+  EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord({1, 1}, 0)), 0u);
+  EXPECT_EQ(HostRecordFdCount(RecoveryReadyRecord({1, 1})), 0u);
 }
 
 TEST(HostControl, HostileRecordsAreRefusedWithTheCheckThatFailed) {
@@ -154,13 +155,13 @@ TEST(HostControl, PeerAttachedDeliversTheSameSocketsItsFdsName) {
   UniqueFd doorbell_guest(doorbell[1]);
   UniqueFd mapping = MemfdWith("mapping control");
   const std::vector<int> fds = {doorbell_host.get(), mapping.get()};
-  ASSERT_TRUE(SendHostRecord(pair.daemon.get(), PeerAttachedRecord(4, 11, 2), fds,
+  ASSERT_TRUE(SendHostRecord(pair.daemon.get(), PeerAttachedRecord({4, 11}, 2), fds,
                              DeadlineAfter(kTimeout))
                   .ok());
 
   HostRecordReader reader(HostControlSender::kDaemon);
   ReceivedHostRecord got = MustRead(reader, pair.host.get());
-  EXPECT_EQ(got.record, PeerAttachedRecord(4, 11, 2));
+  EXPECT_EQ(got.record, PeerAttachedRecord({4, 11}, 2));
   ASSERT_EQ(got.fds.size(), 2u);
   EXPECT_EQ(Inode(got.fds[0].get()), Inode(doorbell_host.get()));
   EXPECT_EQ(Inode(got.fds[1].get()), Inode(mapping.get()));
@@ -178,12 +179,12 @@ TEST(HostControl, BackToBackRecordsKeepTheirOwnDescriptors) {
   const Deadline deadline = DeadlineAfter(kTimeout);
   ASSERT_TRUE(SendHostRecord(pair.daemon.get(), RegisteredRecord(), segment_fds, deadline).ok());
   ASSERT_TRUE(
-      SendHostRecord(pair.daemon.get(), PeerAttachedRecord(1, 1, 2), first, deadline).ok());
-  ASSERT_TRUE(SendHostRecord(pair.daemon.get(), PeerAttachedRecord(2, 1, 0), {}, deadline).ok());
+      SendHostRecord(pair.daemon.get(), PeerAttachedRecord({1, 1}, 2), first, deadline).ok());
+  ASSERT_TRUE(SendHostRecord(pair.daemon.get(), PeerAttachedRecord({2, 1}, 0), {}, deadline).ok());
   ASSERT_TRUE(
-      SendHostRecord(pair.daemon.get(), PeerAttachedRecord(3, 1, 2), second, deadline).ok());
+      SendHostRecord(pair.daemon.get(), PeerAttachedRecord({3, 1}, 2), second, deadline).ok());
   ASSERT_TRUE(SendHostRecord(pair.daemon.get(),
-                             PeerRecoveringRecord(1, 1, PeerDeparture::kCrashed), {}, deadline)
+                             PeerRecoveringRecord({1, 1}, PeerDeparture::kCrashed), {}, deadline)
                   .ok());
 
   HostRecordReader reader(HostControlSender::kDaemon);
@@ -200,12 +201,12 @@ TEST(HostControl, BackToBackRecordsKeepTheirOwnDescriptors) {
   ASSERT_EQ(three.fds.size(), 2u);
   EXPECT_EQ(Inode(three.fds[0].get()), Inode(b.get()));
   EXPECT_EQ(MustRead(reader, pair.host.get()).record,
-            PeerRecoveringRecord(1, 1, PeerDeparture::kCrashed));
+            PeerRecoveringRecord({1, 1}, PeerDeparture::kCrashed));
 }
 
 TEST(HostControl, RecordSplitAcrossWritesIsReassembledAndNothingIsReadEarly) {
   StreamPair pair = MakeStreamPair();
-  const auto bytes = EncodeHostRecord(RecoveryReadyRecord(9, 2));
+  const auto bytes = EncodeHostRecord(RecoveryReadyRecord({9, 2}));
   HostRecordReader reader(HostControlSender::kHost);
   absl::StatusOr<std::optional<ReceivedHostRecord>> none = reader.ReadOne(pair.daemon.get());
   ASSERT_TRUE(none.ok()) << none.status();
@@ -220,7 +221,7 @@ TEST(HostControl, RecordSplitAcrossWritesIsReassembledAndNothingIsReadEarly) {
   absl::StatusOr<std::optional<ReceivedHostRecord>> whole = reader.ReadOne(pair.daemon.get());
   ASSERT_TRUE(whole.ok()) << whole.status();
   ASSERT_TRUE(whole->has_value());
-  EXPECT_EQ((*whole)->record, RecoveryReadyRecord(9, 2));
+  EXPECT_EQ((*whole)->record, RecoveryReadyRecord({9, 2}));
 }
 
 TEST(HostControl, DescriptorsOnARecordThatCarriesNoneAreRefusedAndClosed) {
@@ -228,7 +229,7 @@ TEST(HostControl, DescriptorsOnARecordThatCarriesNoneAreRefusedAndClosed) {
   const std::set<int> before = OpenFds();
   {
     UniqueFd smuggled = MemfdWith("x");
-    const auto bytes = EncodeHostRecord(RecoveryReadyRecord(1, 1));
+    const auto bytes = EncodeHostRecord(RecoveryReadyRecord({1, 1}));
     const std::vector<int> fds = {smuggled.get()};
     ASSERT_EQ(SendWithFds(pair.host.get(), bytes, fds), 16);
   }
@@ -242,7 +243,7 @@ TEST(HostControl, PeerAttachedWithoutItsAnnouncedFdsIsRefused) {
   StreamPair pair = MakeStreamPair();
   UniqueFd only_one = MemfdWith("x");
   const std::vector<int> fds = {only_one.get()};
-  ASSERT_EQ(SendWithFds(pair.daemon.get(), EncodeHostRecord(PeerAttachedRecord(1, 1, 2)), fds),
+  ASSERT_EQ(SendWithFds(pair.daemon.get(), EncodeHostRecord(PeerAttachedRecord({1, 1}, 2)), fds),
             16);
   HostRecordReader reader(HostControlSender::kDaemon);
   EXPECT_EQ(ShmErrcOf(reader.ReadOne(pair.host.get()).status()), ShmErrc::kHostRecordBadFdCount);
@@ -251,7 +252,7 @@ TEST(HostControl, PeerAttachedWithoutItsAnnouncedFdsIsRefused) {
 TEST(HostControl, DescriptorsArrivingAfterPartOfTheirRecordWasReadAreRefusedAndClosed) {
   StreamPair pair = MakeStreamPair();
   const std::set<int> before = OpenFds();
-  const auto bytes = EncodeHostRecord(PeerAttachedRecord(1, 1, 2));
+  const auto bytes = EncodeHostRecord(PeerAttachedRecord({1, 1}, 2));
   HostRecordReader reader(HostControlSender::kDaemon);
   ASSERT_EQ(SendWithFds(pair.daemon.get(), absl::MakeConstSpan(bytes.data(), 4), {}), 4);
   absl::StatusOr<std::optional<ReceivedHostRecord>> partial = reader.ReadOne(pair.host.get());
@@ -278,7 +279,7 @@ TEST(HostControl, MoreDescriptorsThanTheReaderTakesIsControlTruncated) {
       owned.push_back(MemfdWith("x"));
       fds.push_back(owned.back().get());
     }
-    ASSERT_EQ(SendWithFds(pair.daemon.get(), EncodeHostRecord(PeerAttachedRecord(1, 1, 2)), fds),
+    ASSERT_EQ(SendWithFds(pair.daemon.get(), EncodeHostRecord(PeerAttachedRecord({1, 1}, 2)), fds),
               16);
   }
   HostRecordReader reader(HostControlSender::kDaemon);
@@ -298,7 +299,7 @@ TEST(HostControl, HangUpIsClosedAtARecordBoundaryAndTruncatedInsideOne) {
   }
   {
     StreamPair pair = MakeStreamPair();
-    const auto bytes = EncodeHostRecord(RecoveryReadyRecord(1, 1));
+    const auto bytes = EncodeHostRecord(RecoveryReadyRecord({1, 1}));
     ASSERT_EQ(SendWithFds(pair.host.get(), absl::MakeConstSpan(bytes.data(), 9), {}), 9);
     pair.host.Reset();
     HostRecordReader reader(HostControlSender::kHost);
@@ -320,7 +321,7 @@ TEST(HostControl, SendRefusesAWrongFdCountAndReportsAClosedPeer) {
   UniqueFd extra = MemfdWith("x");
   const std::vector<int> one = {extra.get()};
   size_t sent = 0;
-  EXPECT_EQ(ShmErrcOf(SendHostRecordSome(pair.host.get(), RecoveryReadyRecord(1, 1), one, &sent)
+  EXPECT_EQ(ShmErrcOf(SendHostRecordSome(pair.host.get(), RecoveryReadyRecord({1, 1}), one, &sent)
                           .status()),
             ShmErrc::kHostRecordBadFdCount);
   EXPECT_EQ(ShmErrcOf(SendHostRecordSome(pair.daemon.get(), RegisteredRecord(), {}, &sent)
@@ -330,14 +331,14 @@ TEST(HostControl, SendRefusesAWrongFdCountAndReportsAClosedPeer) {
 
   pair.daemon.Reset();
   absl::StatusOr<bool> done =
-      SendHostRecordSome(pair.host.get(), RecoveryReadyRecord(1, 1), {}, &sent);
+      SendHostRecordSome(pair.host.get(), RecoveryReadyRecord({1, 1}), {}, &sent);
   EXPECT_EQ(ShmErrcOf(done.status()), ShmErrc::kHostControlClosed) << done.status();
 }
 
 TEST(HostControl, SendOnAFullSocketReportsNotDoneAndFinishesOnceDrained) {
   StreamPair pair = MakeStreamPair();
   ASSERT_EQ(::fcntl(pair.daemon.get(), F_SETFL, O_NONBLOCK), 0);
-  const HostRecord record = PeerRecoveringRecord(2, 5, PeerDeparture::kLeft);
+  const HostRecord record = PeerRecoveringRecord({2, 5}, PeerDeparture::kLeft);
   size_t records = 0;
   size_t sent = 0;
   // Fill the socket; the last record may be left partly sent.

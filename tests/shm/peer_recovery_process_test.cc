@@ -306,7 +306,7 @@ TEST(PeerRecoveryTrap, C_R1_GoodbyeFirstAndHostToGuestResetBeforeGuestToHost) {
     if (!InstallTrap(OrderFault)) return 2;
     Protect(g_order.h2g_pages, PROT_READ);
     Protect(g_order.g2h_pages, PROT_READ);
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg, kPeer, epoch);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg, {kPeer, epoch});
     *out.get() = g_order.seen;
     Record(report, out->report);
     return 0;
@@ -439,7 +439,7 @@ TEST(PeerRecoveryTrap, C_R6_DrainBoundStopsARingThatNeverEmpties) {
       Protect(g_bound.header_page, PROT_READ | PROT_WRITE);
       Protect(g_bound.data_page, PROT_READ | PROT_WRITE);
     };
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg, kPeer, epoch, hooks);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg, {kPeer, epoch}, hooks);
     out->data_faults = g_bound.data_faults;
     out->header_faults = g_bound.header_faults;
     Record(report, out->report);
@@ -594,7 +594,7 @@ TEST(PeerRecoveryProcess, C_R7_SigkilledGuestWithSlotsInFlightBothWaysIsFullyRec
     ASSERT_TRUE(entry.CheckPair(PeerState::kAttached, claimed).ok());
     ASSERT_NE(entry.LastHeartbeat(), 0u);
 
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*host, kPeer, claimed);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*host, {kPeer, claimed});
     ASSERT_TRUE(report.ok()) << report.status();
 
     // H->G held the host's slots 1..3 (the guest freed slot 0) and an inline.

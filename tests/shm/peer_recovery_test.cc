@@ -325,7 +325,7 @@ class PeerRecoveryTest : public ::testing::Test {
       EXPECT_EQ(id, peer_id);
       return leases;
     };
-    return RecoverPeer(*seg_, peer_id, epoch, hooks);
+    return RecoverPeer(*seg_, {peer_id, epoch}, hooks);
   }
 
   // Three attached guests with slots and traffic in both directions; kPeer
@@ -391,7 +391,7 @@ TEST_F(PeerRecoveryTest, C_R1_EachStepRunsInOrderAndWritesOnlyWhatItOwns) {
     at_leases = Snapshot();
     return 0;
   };
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, s.epoch, hooks);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, s.epoch}, hooks);
   ASSERT_TRUE(report.ok()) << report.status();
 
   ASSERT_EQ(steps.size(), 6u);
@@ -464,7 +464,7 @@ TEST_F(PeerRecoveryTest, C_R2_SlotRefEntriesInHostToGuestFreeTheirHostSlots) {
   const std::vector<uint32_t> free_before = {FreeCount(0), FreeCount(1), FreeCount(2)};
   const Bytes before = Snapshot();
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_EQ(report->entries_scanned, 4u);
@@ -523,7 +523,7 @@ TEST_F(PeerRecoveryTest, C_R3_BothRingHeadersAreZeroWithCapacityKept) {
   ASSERT_NE(h2g_before.read, 0u);
   ASSERT_NE(GuestToHost(kPeer).Occupancy(), 0u);
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, s.epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, s.epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   const Bytes after = Snapshot();
@@ -539,7 +539,7 @@ TEST_F(PeerRecoveryTest, C_R4_PeerSlotsAreFreedAndEveryOtherSlotIsUntouched) {
   const Scenario s = PlantFullScenario();
   const Bytes before = Snapshot();
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, s.epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, s.epoch});
   ASSERT_TRUE(report.ok()) << report.status();
   const Bytes after = Snapshot();
 
@@ -590,7 +590,7 @@ TEST_F(PeerRecoveryTest, C_R5_EntryEndsEmptyWithZeroHeartbeatAndTheSameEpoch) {
     expected.state = static_cast<uint32_t>(PeerState::kEmpty);
     expected.last_heartbeat = 0;
 
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
     ASSERT_TRUE(report.ok()) << report.status();
     EXPECT_TRUE(Entry(kPeer).State().Is(PeerState::kEmpty));
     EXPECT_EQ(Entry(kPeer).LastHeartbeat(), 0u);
@@ -601,7 +601,7 @@ TEST_F(PeerRecoveryTest, C_R5_EntryEndsEmptyWithZeroHeartbeatAndTheSameEpoch) {
     if (!said_goodbye) {
       EXPECT_EQ(Entry(kPeer).TryAttach().value(), epoch + 1);
       Entry(kPeer).SetGoodbye();
-      ASSERT_TRUE(RecoverPeer(*seg_, kPeer, epoch + 1).ok());
+      ASSERT_TRUE(RecoverPeer(*seg_, {kPeer, epoch + 1}).ok());
     }
   }
 }
@@ -618,7 +618,7 @@ TEST_F(PeerRecoveryTest, C_R6_SlotRefToAnotherGuestsSlotIsLeftAlone) {
   PutSlotRef(h2g, own);
   const Bytes before = Snapshot();
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_EQ(report->entries_scanned, 2u);
@@ -643,7 +643,7 @@ TEST_F(PeerRecoveryTest, C_R6_SlotRefsOutOfRangeAreCountedAndTouchNothing) {
   PutSlotRef(h2g, SlotRef{host.class_idx, 1, host.slot_idx, host.generation});  // extent 1
   const Bytes before = Snapshot();
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_EQ(report->entries_scanned, 5u);
@@ -672,7 +672,7 @@ TEST_F(PeerRecoveryTest, C_R6_WrongGenerationFreesNothing) {
   PutSlotRef(h2g, freed);
   const Bytes before = Snapshot();
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_EQ(report->entries_scanned, 3u);
@@ -711,7 +711,7 @@ TEST_F(PeerRecoveryTest, C_R6_GarbageEntryInTheMiddleStopsTheDrainOnly) {
     PutRaw(h2g, g.bytes);
     PutSlotRef(h2g, after_garbage);
 
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
     ASSERT_TRUE(report.ok()) << report.status();
 
     EXPECT_EQ(report->entries_scanned, 1u);
@@ -758,7 +758,7 @@ TEST_F(PeerRecoveryTest, C_R6_CorruptHostToGuestHeaderSkipsTheDrainOnly) {
     header->read = c.read;
     header->capacity = c.capacity;
 
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
     ASSERT_TRUE(report.ok()) << report.status();
 
     EXPECT_TRUE(report->host_to_guest_corrupt);
@@ -783,7 +783,7 @@ TEST_F(PeerRecoveryTest, C_R6_FullRingOfSmallestEntriesDrainsWithoutReachingTheB
   for (uint32_t i = 0; i < kCapacity / kFrameHeaderSize; ++i) PutInline(h2g, "");
   ASSERT_EQ(h2g.Occupancy(), kCapacity);
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_FALSE(report->drain_bound_reached);
@@ -803,7 +803,7 @@ TEST_F(PeerRecoveryTest, C_R6_HostToGuestThatNeverSettlesStopsTheDrain) {
   header->read = 100;
   ASSERT_TRUE(HostToGuest(kPeer).CheckHeader().ok());
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_FALSE(report->host_to_guest_corrupt);
@@ -825,7 +825,7 @@ TEST_F(PeerRecoveryTest, ScribbledRingCapacityAndRingOffsetAreRestored) {
   EntryPtr(kPeer)->ring_offset = 64;
   EXPECT_FALSE(Segment::Attach(seg_->path()).ok()) << "attach should refuse the scribbles";
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_TRUE(report->host_to_guest_corrupt);
@@ -896,7 +896,7 @@ TEST_F(PeerRecoveryTest, C_R8_CountsStayExactWhenProblemLinesAreCapped) {
   constexpr uint32_t kFlood = 20;
   for (uint32_t i = 0; i < kFlood; ++i) PutSlotRef(h2g, SlotRef{200, 0, i, 1});
 
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
 
   EXPECT_EQ(report->entries_scanned, kFlood);
@@ -932,7 +932,7 @@ TEST_F(PeerRecoveryFencingTest, EmptyOrReservedEntryIsRefusedAndNothingChanges) 
     PlantTraffic();
     const uint32_t epoch = entry.Epoch();
     const Bytes before = Snapshot();
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
     EXPECT_EQ(ShmErrcOf(report.status()), ShmErrc::kWrongState) << report.status();
     EXPECT_TRUE(Unchanged(layout(), before, Snapshot()));
   }
@@ -946,7 +946,7 @@ TEST_F(PeerRecoveryFencingTest, WrongEpochIsRefusedAndNothingChanges) {
     if (goodbye) Entry(kPeer).SetGoodbye();
     const Bytes before = Snapshot();
     for (uint32_t other : {epoch - 1, epoch + 1}) {
-      absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, other);
+      absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, other});
       EXPECT_EQ(ShmErrcOf(report.status()), ShmErrc::kStaleEpoch) << report.status();
       EXPECT_TRUE(Unchanged(layout(), before, Snapshot()));
     }
@@ -957,7 +957,7 @@ TEST_F(PeerRecoveryFencingTest, InvalidStateWordWithTheRightEpochIsRecovered) {
   const uint32_t epoch = Occupy(kPeer);
   PlantTraffic();
   EntryPtr(kPeer)->state = 7;
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch});
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->slots_freed_from_ring, 1u);
   EXPECT_EQ(report->slots_reclaimed_by_owner, 1u);
@@ -967,11 +967,11 @@ TEST_F(PeerRecoveryFencingTest, InvalidStateWordWithTheRightEpochIsRecovered) {
 TEST_F(PeerRecoveryFencingTest, RecoveringTwiceFailsTheSecondTimeAndChangesNothing) {
   const uint32_t epoch = Occupy(kPeer);
   PlantTraffic();
-  ASSERT_TRUE(RecoverPeer(*seg_, kPeer, epoch).ok());
+  ASSERT_TRUE(RecoverPeer(*seg_, {kPeer, epoch}).ok());
   // Traffic of the neighbours and a reused slot, so a second run could harm.
   PlantTraffic();
   const Bytes before = Snapshot();
-  absl::StatusOr<RecoveryReport> again = RecoverPeer(*seg_, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> again = RecoverPeer(*seg_, {kPeer, epoch});
   EXPECT_EQ(ShmErrcOf(again.status()), ShmErrc::kWrongState) << again.status();
   EXPECT_TRUE(Unchanged(layout(), before, Snapshot()));
 }
@@ -982,7 +982,7 @@ TEST_F(PeerRecoveryFencingTest, GuestSegmentIsRefused) {
   absl::StatusOr<std::unique_ptr<Segment>> guest = Segment::Attach(seg_->path());
   ASSERT_TRUE(guest.ok()) << guest.status();
   const Bytes before = Snapshot();
-  absl::StatusOr<RecoveryReport> report = RecoverPeer(**guest, kPeer, epoch);
+  absl::StatusOr<RecoveryReport> report = RecoverPeer(**guest, {kPeer, epoch});
   EXPECT_EQ(ShmErrcOf(report.status()), ShmErrc::kWrongState) << report.status();
   EXPECT_TRUE(Unchanged(layout(), before, Snapshot()));
 }
@@ -990,7 +990,7 @@ TEST_F(PeerRecoveryFencingTest, GuestSegmentIsRefused) {
 TEST_F(PeerRecoveryFencingTest, PeerIdOutsideTheTableIsRefused) {
   const Bytes before = Snapshot();
   for (uint32_t id : {0u, 4u, 255u, 256u}) {
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, id, 0);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {id, 0});
     EXPECT_EQ(ShmErrcOf(report.status()), ShmErrc::kInvalidPeerId) << id;
   }
   EXPECT_TRUE(Unchanged(layout(), before, Snapshot()));
@@ -1034,7 +1034,7 @@ TEST_F(PeerRecoveryFencingTest, EntryChangedBetweenStepsStopsBeforeTheNextStep) 
       leases_dropped = true;
       return 0;
     };
-    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, kPeer, epoch, hooks);
+    absl::StatusOr<RecoveryReport> report = RecoverPeer(*seg_, {kPeer, epoch}, hooks);
     EXPECT_EQ(ShmErrcOf(report.status()), c.errc) << report.status();
     ASSERT_TRUE(scribbled.has_value());
     EXPECT_TRUE(Unchanged(layout(), *scribbled, Snapshot()));
@@ -1042,7 +1042,7 @@ TEST_F(PeerRecoveryFencingTest, EntryChangedBetweenStepsStopsBeforeTheNextStep) 
     // Leave the entry and the pool clean for the next case.
     EntryPtr(kPeer)->state = static_cast<uint32_t>(PeerState::kGoodbye);
     EntryPtr(kPeer)->epoch = epoch;
-    ASSERT_TRUE(RecoverPeer(*seg_, kPeer, epoch).ok());
+    ASSERT_TRUE(RecoverPeer(*seg_, {kPeer, epoch}).ok());
     for (uint32_t k = 0; k < pool_.num_classes(); ++k) {
       for (uint32_t j = 0; j < pool_.class_config(k).slot_count; ++j) {
         const SlotMetaSnapshot m = pool_.Meta(k, j).value();

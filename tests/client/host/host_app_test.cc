@@ -174,7 +174,7 @@ class HostAppTest : public ::testing::Test {
 
   // Sends the barrier and returns the first acknowledgement that arrives.
   absl::StatusOr<shm::HostRecord> FirstAckAfterBarrier() {
-    daemon_.Send(shm::PeerRecoveringRecord(kBarrierPeer, 1, shm::PeerDeparture::kCrashed));
+    daemon_.Send(shm::PeerRecoveringRecord({kBarrierPeer, 1}, shm::PeerDeparture::kCrashed));
     return daemon_.Next();
   }
 
@@ -227,7 +227,7 @@ TEST_F(HostAppTest, AnnouncedPeerGetsAHostLinkThatCarriesItsFrames) {
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
   ASSERT_NE(guest.link, nullptr);
-  daemon_.Send(shm::PeerAttachedRecord(guest.peer_id, guest.epoch, 0));
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
   std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
   EXPECT_EQ(attached->peer_id, guest.peer_id);
@@ -250,7 +250,7 @@ TEST_F(HostAppTest, RecoveryIsAcknowledgedOnlyOnceEveryViewIsReleased) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
-  daemon_.Send(shm::PeerAttachedRecord(guest.peer_id, guest.epoch, 0));
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
   std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
   const size_t free_before = FreeSlots(1);
@@ -262,7 +262,7 @@ TEST_F(HostAppTest, RecoveryIsAcknowledgedOnlyOnceEveryViewIsReleased) {
   EXPECT_EQ(FreeSlots(1), free_before - 1);
 
   daemon_.Send(
-      shm::PeerRecoveringRecord(guest.peer_id, guest.epoch, shm::PeerDeparture::kCrashed));
+      shm::PeerRecoveringRecord({guest.peer_id, guest.epoch}, shm::PeerDeparture::kCrashed));
   std::optional<HostEvent> departing = Expect(**app, HostEventKind::kPeerDeparting);
   ASSERT_TRUE(departing.has_value());
   EXPECT_EQ(departing->peer_id, guest.peer_id);
@@ -273,14 +273,14 @@ TEST_F(HostAppTest, RecoveryIsAcknowledgedOnlyOnceEveryViewIsReleased) {
   // While the view is held, the only answer is the barrier's.
   absl::StatusOr<shm::HostRecord> first = FirstAckAfterBarrier();
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(*first, shm::RecoveryReadyRecord(kBarrierPeer, 1));
+  EXPECT_EQ(*first, shm::RecoveryReadyRecord({kBarrierPeer, 1}));
   EXPECT_EQ(std::vector<uint8_t>(view->data().begin(), view->data().end()), payload)
       << "the view changed under the application";
 
   view->Release();
   absl::StatusOr<shm::HostRecord> ack = daemon_.Next();
   ASSERT_TRUE(ack.ok()) << ack.status();
-  EXPECT_EQ(*ack, shm::RecoveryReadyRecord(guest.peer_id, guest.epoch));
+  EXPECT_EQ(*ack, shm::RecoveryReadyRecord({guest.peer_id, guest.epoch}));
   EXPECT_EQ(FreeSlots(1), free_before);
   EXPECT_EQ((*app)->abandoned_handshakes(), 0u);
 }
@@ -289,10 +289,10 @@ TEST_F(HostAppTest, VanishedPeerDepartsWithoutAnAcknowledgement) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
-  daemon_.Send(shm::PeerAttachedRecord(guest.peer_id, guest.epoch, 0));
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
   ASSERT_TRUE(Expect(**app, HostEventKind::kPeerAttached).has_value());
   daemon_.Send(
-      shm::PeerRecoveringRecord(guest.peer_id, guest.epoch, shm::PeerDeparture::kVanished));
+      shm::PeerRecoveringRecord({guest.peer_id, guest.epoch}, shm::PeerDeparture::kVanished));
   std::optional<HostEvent> departing = Expect(**app, HostEventKind::kPeerDeparting);
   ASSERT_TRUE(departing.has_value());
   EXPECT_EQ(departing->departure, shm::PeerDeparture::kVanished);
@@ -305,14 +305,14 @@ TEST_F(HostAppTest, HandshakeIsAbandonedWhenTheDaemonRecoversWithoutIt) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
-  daemon_.Send(shm::PeerAttachedRecord(guest.peer_id, guest.epoch, 0));
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
   std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
   const std::vector<uint8_t> payload(600, 0x5A);
   ASSERT_TRUE(guest.link->Send(payload, absl::Now() + absl::Seconds(10)).ok());
   absl::StatusOr<ReceivedFrame> view = attached->link->Receive(absl::Now() + absl::Seconds(10));
   ASSERT_TRUE(view.ok()) << view.status();
-  daemon_.Send(shm::PeerRecoveringRecord(guest.peer_id, guest.epoch, shm::PeerDeparture::kLeft));
+  daemon_.Send(shm::PeerRecoveringRecord({guest.peer_id, guest.epoch}, shm::PeerDeparture::kLeft));
   ASSERT_TRUE(Expect(**app, HostEventKind::kPeerDeparting).has_value());
 
   // The daemon's --host_ack_timeout passed: it empties the entry.
@@ -332,7 +332,7 @@ TEST_F(HostAppTest, DaemonHangUpClosesTheLinksAndEndsTheEventsWithDaemonGone) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
-  daemon_.Send(shm::PeerAttachedRecord(guest.peer_id, guest.epoch, 0));
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
   std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
 
@@ -348,7 +348,7 @@ TEST_F(HostAppTest, DaemonHangUpClosesTheLinksAndEndsTheEventsWithDaemonGone) {
 TEST_F(HostAppTest, DaemonRecordOnlyAHostSendsEndsTheRegistration) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
-  daemon_.SendRaw(shm::RecoveryReadyRecord(1, 1));
+  daemon_.SendRaw(shm::RecoveryReadyRecord({1, 1}));
   std::optional<HostEvent> gone = Expect(**app, HostEventKind::kDaemonGone);
   ASSERT_TRUE(gone.has_value());
   EXPECT_EQ(gone->status.code(), absl::StatusCode::kDataLoss) << gone->status;

@@ -206,7 +206,7 @@ TEST_P(PeerCrashTest, BlockedCallsFailPromptlyAndTheSlotIsReusableAfterRecovery)
   EXPECT_EQ(link->outstanding_views(), 0u);
   link.reset();
   absl::StatusOr<shm::RecoveryReport> report =
-      shm::RecoverPeer(*segment_, slot.peer_id, slot.epoch);
+      shm::RecoverPeer(*segment_, {slot.peer_id, slot.epoch});
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->ProblemCount(), 0u);
   link_test::ExpectPoolFull(*segment_);

@@ -23,10 +23,10 @@ constexpr absl::Duration kTimeout = absl::Seconds(2);
 constexpr uint64_t kSecond = 1'000'000'000;
 
 shm::HostRecord Attached(uint32_t peer, uint32_t epoch) {
-  return shm::PeerAttachedRecord(peer, epoch, 0);
+  return shm::PeerAttachedRecord({peer, epoch}, 0);
 }
 shm::HostRecord Recovering(uint32_t peer, uint32_t epoch, shm::PeerDeparture why) {
-  return shm::PeerRecoveringRecord(peer, epoch, why);
+  return shm::PeerRecoveringRecord({peer, epoch}, why);
 }
 
 class HostAckGateTest : public ::testing::Test {

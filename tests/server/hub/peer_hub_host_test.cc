@@ -129,7 +129,7 @@ TEST_F(PeerHubHostTest, HostGetsTheSegmentThenEveryAttachedGuestWithItsDoorbellA
 
   std::optional<shm::ReceivedHostRecord> attached = host.Expect(HostRecordType::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
-  EXPECT_EQ(attached->record, shm::PeerAttachedRecord(guest->peer_id, guest->epoch, 2));
+  EXPECT_EQ(attached->record, shm::PeerAttachedRecord({guest->peer_id, guest->epoch}, 2));
   ASSERT_EQ(attached->fds.size(), 2u);
   // The host end of the guest's doorbell: the guest's ring reaches it.
   shm::Doorbell host_doorbell(shm::DoorbellEnd::kHost, std::move(attached->fds[0]));
@@ -161,7 +161,7 @@ TEST_F(PeerHubHostTest, HostGetsTheSegmentThenEveryAttachedGuestWithItsDoorbellA
   ASSERT_TRUE(later.has_value());
   std::optional<shm::ReceivedHostRecord> announced = host.Expect(HostRecordType::kPeerAttached);
   ASSERT_TRUE(announced.has_value());
-  EXPECT_EQ(announced->record, shm::PeerAttachedRecord(later->peer_id, later->epoch, 2));
+  EXPECT_EQ(announced->record, shm::PeerAttachedRecord({later->peer_id, later->epoch}, 2));
 }
 
 TEST_F(PeerHubHostTest, GuestAttachedByPathIsAnnouncedWithoutDescriptors) {
@@ -176,7 +176,7 @@ TEST_F(PeerHubHostTest, GuestAttachedByPathIsAnnouncedWithoutDescriptors) {
 
   std::optional<shm::ReceivedHostRecord> attached = host.Expect(HostRecordType::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
-  EXPECT_EQ(attached->record, shm::PeerAttachedRecord(taken->peer_id, taken->epoch, 0));
+  EXPECT_EQ(attached->record, shm::PeerAttachedRecord({taken->peer_id, taken->epoch}, 0));
   EXPECT_TRUE(attached->fds.empty());
 }
 
@@ -217,7 +217,8 @@ TEST_F(PeerHubHostTest, RecoveryOfAServedGuestWaitsForRecoveryReady) {
       host.Expect(HostRecordType::kPeerRecovering);
   ASSERT_TRUE(recovering.has_value());
   EXPECT_EQ(recovering->record,
-            shm::PeerRecoveringRecord(guest->peer_id, guest->epoch, shm::PeerDeparture::kCrashed));
+            shm::PeerRecoveringRecord({guest->peer_id, guest->epoch},
+                                      shm::PeerDeparture::kCrashed));
   // PEER_RECOVERING is queued in the same step that would have recovered
   // the slot: it is still Goodbye, and only the acknowledgement moves it.
   EXPECT_EQ(hub_.GetPeer(guest->peer_id).state(), v1::PEER_STATE_GOODBYE);
@@ -245,7 +246,7 @@ TEST_F(PeerHubHostTest, GuestThatLeavesInOrderIsAnnouncedAsLeft) {
       host.Expect(HostRecordType::kPeerRecovering);
   ASSERT_TRUE(recovering.has_value());
   EXPECT_EQ(recovering->record,
-            shm::PeerRecoveringRecord(guest->peer_id, guest->epoch, shm::PeerDeparture::kLeft));
+            shm::PeerRecoveringRecord({guest->peer_id, guest->epoch}, shm::PeerDeparture::kLeft));
   ASSERT_TRUE(host.Ack(guest->peer_id, guest->epoch).ok());
   AwaitState(guest->peer_id, v1::PEER_STATE_EMPTY);
 }
@@ -378,7 +379,7 @@ TEST_F(PeerHubHostTest, HostThatSendsARecordOnlyTheDaemonSendsIsDropped) {
   TestWatcher watcher(hub_.stub(), FromTheStart());
   RawHostClient host(socket_path_);
   ASSERT_TRUE(host.Expect(HostRecordType::kRegistered).has_value());
-  const auto bogus = shm::EncodeHostRecord(shm::PeerAttachedRecord(1, 1, 0));
+  const auto bogus = shm::EncodeHostRecord(shm::PeerAttachedRecord({1, 1}, 0));
   ASSERT_EQ(::send(host.fd(), bogus.data(), bogus.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(bogus.size()));
   EXPECT_EQ(shm::ShmErrcOf(host.Next().status()), shm::ShmErrc::kHostControlClosed);

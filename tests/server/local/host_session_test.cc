@@ -49,9 +49,8 @@ class HostEnd {
     return *std::move(next);
   }
   void Ack(const shm::Occupancy& occupancy) {
-    EXPECT_TRUE(shm::SendHostRecord(socket_.get(),
-                                    shm::RecoveryReadyRecord(occupancy.peer_id, occupancy.epoch),
-                                    {}, shm::DeadlineAfter(kWait))
+    EXPECT_TRUE(shm::SendHostRecord(socket_.get(), shm::RecoveryReadyRecord(occupancy), {},
+                                    shm::DeadlineAfter(kWait))
                     .ok());
   }
   void HangUp() { socket_.Reset(); }
