@@ -199,7 +199,7 @@ absl::Status HostApp::OnPeerAttached(const shm::HostRecord& record,
     mapping_control = std::move(fds[1]);
   }
   absl::StatusOr<std::unique_ptr<RingLink>> link =
-      HostLink::Create(segment_.get(), record.peer_id, record.epoch, std::move(doorbell),
+      HostLink::Create(segment_.get(), record.occupancy(), std::move(doorbell),
                        std::move(mapping_control), options_.link_options);
   // FAILED_PRECONDITION: the guest is already gone (it attached and left
   // between two scans); PEER_RECOVERING follows and is answered at once.

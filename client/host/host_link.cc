@@ -5,14 +5,14 @@
 namespace shmhub::client {
 
 absl::StatusOr<std::unique_ptr<RingLink>> HostLink::Create(shm::Segment* segment,
-                                                           uint32_t peer_id, uint32_t epoch,
+                                                           const shm::Occupancy& occupancy,
                                                            std::optional<shm::Doorbell> doorbell,
                                                            shm::UniqueFd mapping_control,
                                                            LinkOptions options) {
   LinkEndpoints endpoints;
   endpoints.segment = segment;
-  endpoints.peer_id = peer_id;
-  endpoints.epoch = epoch;
+  endpoints.peer_id = occupancy.peer_id;
+  endpoints.epoch = occupancy.epoch;
   endpoints.side = LinkSide::kHost;
   endpoints.doorbell = std::move(doorbell);
   endpoints.mapping_control = std::move(mapping_control);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "client/link/ring_link.h"
 #include "shm/doorbell.h"
+#include "shm/occupancy.h"
 #include "shm/segment.h"
 #include "shm/unique_fd.h"
 
@@ -38,9 +39,10 @@ class HostLink {
   // `doorbell` is the host end (DoorbellEnd::kHost) or nullopt;
   // `mapping_control` the host end of the mapping-control socket or empty.
   // RingLink::Create's errors: INVALID_ARGUMENT for a peer id outside the
-  // segment, FAILED_PRECONDITION when the entry is not (Attached, epoch).
-  static absl::StatusOr<std::unique_ptr<RingLink>> Create(shm::Segment* segment, uint32_t peer_id,
-                                                          uint32_t epoch,
+  // segment, FAILED_PRECONDITION when the entry does not hold `occupancy`
+  // Attached.
+  static absl::StatusOr<std::unique_ptr<RingLink>> Create(shm::Segment* segment,
+                                                          const shm::Occupancy& occupancy,
                                                           std::optional<shm::Doorbell> doorbell,
                                                           shm::UniqueFd mapping_control,
                                                           LinkOptions options = {});

@@ -63,7 +63,7 @@ TEST(GuestLinkProcessTest, BootstrappedGuestLinkCarriesFramesAndFailsWhenTheDaem
   absl::StatusOr<std::unique_ptr<shm::Segment>> mapping = shm::Segment::Attach(segment_path);
   ASSERT_TRUE(mapping.ok()) << mapping.status();
   absl::StatusOr<std::unique_ptr<client::RingLink>> host = HostLink::Create(
-      mapping->get(), (*guest)->peer_id(), (*guest)->epoch(), std::nullopt, shm::UniqueFd());
+      mapping->get(), {(*guest)->peer_id(), (*guest)->epoch()}, std::nullopt, shm::UniqueFd());
   ASSERT_TRUE(host.ok()) << host.status();
 
   const absl::Time soon = absl::Now() + absl::Seconds(10);

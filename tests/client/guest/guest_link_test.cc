@@ -50,7 +50,7 @@ class GuestLinkTest : public ::testing::Test {
 
   std::unique_ptr<RingLink> Host() {
     absl::StatusOr<std::unique_ptr<RingLink>> host =
-        HostLink::Create(segment_.get(), guest_->peer_id(), guest_->epoch(), std::nullopt, {});
+        HostLink::Create(segment_.get(), {guest_->peer_id(), guest_->epoch()}, std::nullopt, {});
     EXPECT_TRUE(host.ok()) << host.status();
     return host.ok() ? *std::move(host) : nullptr;
   }

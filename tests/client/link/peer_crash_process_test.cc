@@ -55,7 +55,7 @@ std::unique_ptr<RingLink> MakeLink(shm::Segment* segment, uint32_t peer_id, uint
                                    LinkSide side, link_test::PeerChannels& channels) {
   absl::StatusOr<std::unique_ptr<RingLink>> link =
       side == LinkSide::kHost
-          ? HostLink::Create(segment, peer_id, epoch, std::move(channels.host_doorbell),
+          ? HostLink::Create(segment, {peer_id, epoch}, std::move(channels.host_doorbell),
                              std::move(channels.host_mapping))
           : RingLink::Create(LinkEndpoints{segment, peer_id, epoch, LinkSide::kGuest,
                                            std::move(channels.guest_doorbell),

@@ -144,7 +144,7 @@ class LinkPairFixture : public ::testing::Test {
     ASSERT_TRUE(guest_link.ok()) << guest_link.status();
     guest_ = *std::move(guest_link);
     absl::StatusOr<std::unique_ptr<RingLink>> host_link =
-        HostLink::Create(segment_.get(), peer_id_, epoch_, std::move(host.doorbell),
+        HostLink::Create(segment_.get(), {peer_id_, epoch_}, std::move(host.doorbell),
                          std::move(host.mapping_control), options.link);
     ASSERT_TRUE(host_link.ok()) << host_link.status();
     host_ = *std::move(host_link);

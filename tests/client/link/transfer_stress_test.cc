@@ -201,7 +201,7 @@ TEST(LinkTransferStressTest, AMillionFramesOfEveryTierCrossBetweenTwoProcessesIn
 
   ASSERT_TRUE(link_test::AwaitAttached(**segment, peer_id, epoch, absl::Seconds(10)));
   absl::StatusOr<std::unique_ptr<RingLink>> host =
-      HostLink::Create(segment->get(), peer_id, epoch, std::move(channels.host_doorbell),
+      HostLink::Create(segment->get(), {peer_id, epoch}, std::move(channels.host_doorbell),
                        std::move(channels.host_mapping));
   ASSERT_TRUE(host.ok()) << host.status();
   const std::string error = Exchange(**host, kHostToGuest, kGuestToHost);
