@@ -175,14 +175,22 @@ void HubServer::Shutdown() {
   shut_down_ = true;
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + config_.shutdown_grace;
-  Log(LogLevel::kInfo, absl::StrCat("shutting down: telling ", service_->watcher_count(),
-                                    " watchers, draining RPCs for up to ",
-                                    absl::FormatDuration(config_.shutdown_grace)));
+  Log(LogLevel::kInfo,
+      absl::StrCat("shutting down (--stop_mode=", StopModeName(config_.stop_mode), "): telling ",
+                   service_->watcher_count(), " watchers, draining RPCs for up to ",
+                   absl::FormatDuration(config_.shutdown_grace)));
   server_->GetHealthCheckService()->SetServingStatus(false);
   service_->StopAcceptingWatchers();
-  hub_->BeginShutdown();
-  // host_goodbye is up: ring and close every local guest's doorbell.
-  if (local_ != nullptr) local_->Stop();
+  const bool handover = config_.stop_mode == HubConfig::StopMode::kHandover;
+  if (handover) {
+    // Watch streams end (UNAVAILABLE) and resume at the next daemon.
+    hub_->BeginHandover();
+    if (local_ != nullptr) local_->Stop(LocalSocketServer::StopKind::kHandover);
+  } else {
+    hub_->BeginShutdown();
+    // host_goodbye is up: ring and close every local guest's doorbell.
+    if (local_ != nullptr) local_->Stop();
+  }
   if (!service_->WaitForWatchersToEnd(deadline)) {
     Log(LogLevel::kWarning, absl::StrCat(service_->watcher_count(),
                                          " watchers did not take HOST_SHUTDOWN in time; "
@@ -200,7 +208,8 @@ void HubServer::Shutdown() {
   Log(LogLevel::kInfo,
       absl::StrCat("shut down in ",
                    absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
-                   "; segment ", config_.segment_path, " removed"));
+                   "; segment ", config_.segment_path,
+                   handover ? " left for the next shmhubd (--stop_mode=handover)" : " removed"));
   // Last, and outside the grace period: civetweb takes about 2 s to stop.
   exposer_.reset();
 }

@@ -96,10 +96,11 @@ StateReading StateReading::FromRaw(uint32_t raw) {
                       static_cast<PeerState>(raw), raw};
 }
 
-void PeerEntryView::Init(uint64_t ring_offset) {
+void PeerEntryView::Init(uint64_t ring_offset, uint32_t epoch) {
   // Plain stores are enough: nobody else can see the entry until the
   // creator's release store of the magic publishes the segment (D-5).
   std::memset(entry_, 0, sizeof(PeerEntry));
+  entry_->epoch = epoch;
   entry_->ring_offset = ring_offset;
 }
 

@@ -68,8 +68,10 @@ class PeerEntryView {
   explicit PeerEntryView(PeerEntry* entry) : entry_(entry) {}
 
   // Creator only, before the segment is published (§5.4 init): zeroes the
-  // whole entry with plain stores and sets `ring_offset`.
-  void Init(uint64_t ring_offset);
+  // whole entry with plain stores and sets `ring_offset`, and the epoch the
+  // Empty entry starts at (0 but for a path whose earlier segments handed
+  // out epochs: SegmentConfig::initial_epochs).
+  void Init(uint64_t ring_offset, uint32_t epoch = 0);
 
   // Acquire loads of single words.
   StateReading State() const;

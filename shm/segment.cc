@@ -1,12 +1,18 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "shm/segment_validation.h"
 #include "shm/shm_error.h"
 
@@ -84,7 +90,8 @@ void Initialise(uint8_t* base, const SegmentLayout& l, const SegmentConfig& c) {
   h.current_size = l.total_size;
   std::memcpy(base, &h, sizeof(h));
   for (uint32_t i = 0; i < l.max_guests; ++i) {
-    PeerEntryView(At<PeerEntry>(base, l.EntryOffset(i))).Init(l.RingOffset(i));
+    const uint32_t epoch = i < c.initial_epochs.size() ? c.initial_epochs[i] : 0;
+    PeerEntryView(At<PeerEntry>(base, l.EntryOffset(i))).Init(l.RingOffset(i), epoch);
     BipBuffer::Init(At<RingHeader>(base, l.GuestToHostHeader(i)), l.ring_capacity);
     BipBuffer::Init(At<RingHeader>(base, l.HostToGuestHeader(i)), l.ring_capacity);
   }
@@ -111,11 +118,20 @@ Segment::~Segment() {
   // still held means no new host can have taken the path over meanwhile. A
   // destructor cannot report a failure: the file is left behind, and the
   // next host finds it stale and replaces it.
-  if (is_host_ && !unlinked_) file_.Unlink().IgnoreError();
+  if (is_host_ && !unlinked_ && !keep_file_) file_.Unlink().IgnoreError();
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& path,
                                                          const SegmentConfig& config) {
+  if (absl::Status s = CheckConfig(config); !s.ok()) return s;
+  absl::StatusOr<PathLock> lock = PathLock::Acquire(path);
+  if (!lock.ok()) return lock.status();
+  return Create(path, config, *std::move(lock));
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& path,
+                                                         const SegmentConfig& config,
+                                                         PathLock lock) {
   if (absl::Status s = CheckConfig(config); !s.ok()) return s;
   absl::StatusOr<SegmentLayout> layout =
       ComputeLayout(config.max_guests, config.ring_capacity, config.classes);
@@ -125,10 +141,78 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& path
   if (!file.ok()) return file.status();
   Initialise(file->data(), *layout, config);
   if (absl::Status s = file->Publish(); !s.ok()) return s;
-  return std::unique_ptr<Segment>(new Segment(*std::move(file), /*is_host=*/true,
-                                              *std::move(layout), config.max_payload_size,
-                                              config.inline_threshold,
-                                              config.heartbeat_interval_ns));
+  std::unique_ptr<Segment> segment(new Segment(*std::move(file), /*is_host=*/true,
+                                               *std::move(layout), config.max_payload_size,
+                                               config.inline_threshold,
+                                               config.heartbeat_interval_ns));
+  segment->lock_ = std::move(lock);
+  return segment;
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Adopt(const std::string& path, PathLock* lock) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    return ShmError(ShmErrc::kNotInitialised, absl::StrCat("no segment file at ", path));
+  }
+  absl::StatusOr<SegmentFile> file = SegmentFile::Open(path);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::unique_ptr<Segment>> found = AttachFile(*std::move(file));
+  if (!found.ok()) return found.status();
+  std::unique_ptr<Segment> segment(new Segment(std::move((*found)->file_), /*is_host=*/true,
+                                               (*found)->layout_, (*found)->max_payload_size_,
+                                               (*found)->inline_threshold_,
+                                               (*found)->heartbeat_interval_ns_));
+  segment->lock_ = std::move(*lock);
+  return segment;
+}
+
+std::vector<GeometryDifference> Segment::GeometryDifferences(const SegmentConfig& wanted) const {
+  std::vector<GeometryDifference> differences;
+  auto compare = [&](absl::string_view field, uint64_t found, uint64_t want) {
+    if (found != want) {
+      differences.push_back({std::string(field), absl::StrCat(found), absl::StrCat(want)});
+    }
+  };
+  compare("max_guests", layout_.max_guests, wanted.max_guests);
+  compare("bipbuf_capacity", layout_.ring_capacity, wanted.ring_capacity);
+  auto classes_text = [](const std::vector<SlotClassConfig>& classes) {
+    std::vector<std::string> parts;
+    for (const SlotClassConfig& c : classes) {
+      parts.push_back(absl::StrCat(c.slot_size, ":", c.slot_count));
+    }
+    return absl::StrJoin(parts, ",");
+  };
+  std::vector<SlotClassConfig> found_classes;
+  for (const SlotClassLayout& c : layout_.classes) found_classes.push_back(c.config);
+  if (classes_text(found_classes) != classes_text(wanted.classes)) {
+    differences.push_back(
+        {"slot classes", classes_text(found_classes), classes_text(wanted.classes)});
+  }
+  compare("max_payload_size", max_payload_size_, wanted.max_payload_size);
+  compare("inline_threshold", inline_threshold_, wanted.inline_threshold);
+  compare("heartbeat_interval_ns", heartbeat_interval_ns_, wanted.heartbeat_interval_ns);
+  return differences;
+}
+
+void RetireSegmentFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) return;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) < kHeaderSize) {
+    return;
+  }
+  absl::StatusOr<Mapping> header = Mapping::Map(fd.get(), kHeaderSize);
+  if (!header.ok()) return;
+  auto* h = At<SegmentHeader>(header->data(), 0);
+  // Acquire: only a header whose magic and version are the format's is one
+  // whose guests read host_goodbye where we write it.
+  if (std::atomic_ref<uint64_t>(h->magic).load(std::memory_order_acquire) != kMagic ||
+      std::atomic_ref<uint32_t>(h->version).load(std::memory_order_relaxed) != kVersion) {
+    return;
+  }
+  // Release, as SetHostGoodbye: a guest that sees it sees what came before.
+  std::atomic_ref<uint32_t>(h->host_goodbye).store(1, std::memory_order_release);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Attach(const std::string& path) {

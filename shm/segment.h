@@ -4,9 +4,12 @@
 // The host Create()s the segment: it refuses configurations our creator does
 // not make (D-9, §8.2), lays the segment out with ComputeLayout, initialises
 // every structure in a fresh file under a temporary name, publishes the magic
-// last with release (D-5), then gives the file its final name (D-7). It holds
-// the file's flock for the Segment's lifetime, which marks the segment live,
-// and removes the file when the Segment is destroyed (C-G5).
+// last with release (D-5), then gives the file its final name (D-7). Or it
+// Adopt()s the segment a predecessor left at the path, validated as a guest
+// would validate it. Either way it holds the path's PathLock for the
+// Segment's lifetime, which marks the segment live, and removes the file
+// when the Segment is destroyed (C-G5) unless told to keep it for the next
+// host (KeepFileForNextHost).
 //
 // A guest Attach()es by path or by a descriptor from bootstrap, maps the
 // whole file and runs the full §3 validation (D-6). Either way the geometry
@@ -37,6 +40,7 @@
 #include "shm/bip_buffer.h"
 #include "shm/format.h"
 #include "shm/layout.h"
+#include "shm/path_lock.h"
 #include "shm/peer_table.h"
 #include "shm/segment_file.h"
 #include "shm/var_slot_pool.h"
@@ -53,6 +57,18 @@ struct SegmentConfig {
   uint32_t inline_threshold = 0;       // 0 = kDefaultInlineThreshold
   uint64_t heartbeat_interval_ns = 0;  // 0 = heartbeats off
   mode_t mode = 0660;                  // exact file mode; the umask does not apply
+  // Per peer index, the epoch each Empty entry starts at (missing: 0), so a
+  // new segment at a path never hands out an earlier segment's (peer, epoch)
+  // pairs again (§5.3: the next take increments it).
+  std::vector<uint32_t> initial_epochs;
+};
+
+// One setting in which an existing segment differs from the configuration
+// a host wants: `field` is the header's name for it (§3, §8.1).
+struct GeometryDifference {
+  std::string field;
+  std::string found;   // in the segment
+  std::string wanted;  // in the configuration
 };
 
 class Segment {
@@ -62,6 +78,18 @@ class Segment {
   // kNotRegularFile, kLiveSegment (another host holds the file), kIo.
   static absl::StatusOr<std::unique_ptr<Segment>> Create(const std::string& path,
                                                          const SegmentConfig& config);
+  // The same with the path's lock already taken (PathLock::Acquire(path)).
+  static absl::StatusOr<std::unique_ptr<Segment>> Create(const std::string& path,
+                                                         const SegmentConfig& config,
+                                                         PathLock lock);
+  // Host, taking over the segment a previous host left at `path` (it
+  // crashed, or stopped and kept the file): opens it like a guest, maps it
+  // and runs the full §3 validation (D-6); nothing is written. `*lock` is
+  // the path's lock and moves into the Segment only on success. The
+  // trusted geometry is the validated one: compare it with the wanted
+  // configuration (GeometryDifferences) before relying on it. Errors: those
+  // of Attach, and kNotInitialised when no file is there.
+  static absl::StatusOr<std::unique_ptr<Segment>> Adopt(const std::string& path, PathLock* lock);
   // Guest. Opens `path` with O_NOFOLLOW, maps the whole file and validates it
   // (§3); the errors are those of SegmentFile::Open and ValidateSegment.
   static absl::StatusOr<std::unique_ptr<Segment>> Attach(const std::string& path);
@@ -115,6 +143,15 @@ class Segment {
   // Host: removes the file now (it stays mapped and locked). Done by the
   // destructor otherwise. kWrongState for a guest, which never unlinks.
   absl::Status Unlink();
+  // Host: the destructor leaves the file in place (and host_goodbye as it
+  // is), for the next host to adopt.
+  void KeepFileForNextHost() { keep_file_ = true; }
+
+  // Where this segment's geometry differs from `wanted`; empty when a host
+  // configured with `wanted` may use it as it is. Compares what the header
+  // fixes at creation: max_guests, bipbuf_capacity, the slot classes,
+  // max_payload_size, inline_threshold and heartbeat_interval_ns.
+  std::vector<GeometryDifference> GeometryDifferences(const SegmentConfig& wanted) const;
 
  private:
   Segment(SegmentFile file, bool is_host, SegmentLayout layout, uint32_t max_payload_size,
@@ -122,6 +159,9 @@ class Segment {
   static absl::StatusOr<std::unique_ptr<Segment>> AttachFile(SegmentFile file);
   BipBuffer RingAt(uint64_t header_offset) const;
 
+  // Declared before the file, so it is released only after the file is
+  // closed (and, unless kept, removed).
+  PathLock lock_;
   SegmentFile file_;
   const bool is_host_;
   const SegmentLayout layout_;
@@ -129,7 +169,15 @@ class Segment {
   const uint32_t inline_threshold_;
   const uint64_t heartbeat_interval_ns_;
   bool unlinked_ = false;
+  bool keep_file_ = false;
 };
+
+// Tells the guests of the segment file at `path`, if any and if its header
+// is a valid format-7 header, that its host is gone for good: raises its
+// host_goodbye (§3, §12), so they detach rather than wait on a segment that
+// is about to be replaced. Does nothing to anything else found there. For
+// a host that owns the path (PathLock) and is about to Create anew.
+void RetireSegmentFile(const std::string& path);
 
 }  // namespace shmhub::shm
 

@@ -1,7 +1,6 @@
 #include "shm/segment_file.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -74,20 +73,13 @@ absl::Status OpenError(const std::string& path, int err) {
 }
 
 // Replaces the regular file open as `old_fd` (the one at `path`) with
-// `temp`, holding the old file's lock across the rename so that no other
-// host can replace it at the same time. Returns false when `path` no longer
-// names that file, so the caller has to look again.
+// `temp`. The caller owns the path (PathLock), so no other host replaces it
+// at the same time. Returns false when `path` no longer names that file, so
+// the caller has to look again.
 absl::StatusOr<bool> ReplaceStale(const std::string& temp, const std::string& path, int old_fd) {
   struct stat old_st {};
   if (::fstat(old_fd, &old_st) != 0) return ShmIoError(absl::StrCat("fstat(", path, ")"), errno);
   if (absl::Status s = CheckRegular(old_st, path); !s.ok()) return s;
-  if (::flock(old_fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return ShmError(ShmErrc::kLiveSegment,
-                      absl::StrCat(path, " is a live segment: another host holds its lock"));
-    }
-    return ShmIoError(absl::StrCat("flock(", path, ")"), errno);
-  }
   struct stat named {};
   if (::lstat(path.c_str(), &named) != 0 || !SameInode(named, old_st)) return false;
   if (::rename(temp.c_str(), path.c_str()) != 0) {
@@ -152,9 +144,6 @@ absl::StatusOr<SegmentFile> SegmentFile::CreateTemporary(const std::string& path
       return ShmIoError(absl::StrCat("open(", temp, ")"), errno);
     }
   }
-  if (::flock(file.fd(), LOCK_EX | LOCK_NB) != 0) {
-    return ShmIoError(absl::StrCat("flock(", file.temp_path_, ")"), errno);
-  }
   // Explicit, because open() applied the umask to 0600.
   if (::fchmod(file.fd(), mode) != 0) {
     return ShmIoError(absl::StrCat("fchmod(", file.temp_path_, ")"), errno);
@@ -196,7 +185,6 @@ absl::Status SegmentFile::Publish() {
       return OpenError(path_, errno);
     }
     absl::StatusOr<bool> replaced = ReplaceStale(temp_path_, path_, old_fd.get());
-    // Closing drops the stale file's lock, only after its name is ours.
     old_fd.Reset();
     if (!replaced.ok()) return replaced.status();
     if (*replaced) {
@@ -204,8 +192,8 @@ absl::Status SegmentFile::Publish() {
       return absl::OkStatus();
     }
   }
-  return ShmError(ShmErrc::kLiveSegment,
-                  absl::StrCat(path_, " kept changing while publishing: another host is creating it"));
+  return ShmError(ShmErrc::kIo, absl::StrCat(path_, " kept changing while publishing: something "
+                                             "other than its owner is writing there"));
 }
 
 absl::Status SegmentFile::Extend(uint64_t new_size) {

@@ -1,16 +1,20 @@
-// The file side of a hub segment (format §15 D-7, §16): a descriptor, its
-// MAP_SHARED mapping and, for the host, the liveness lock.
+// The file side of a hub segment (format §15 D-7, §16): a descriptor and its
+// MAP_SHARED mapping.
 //
 // The host makes the file under a temporary name in the target's directory
-// (O_EXCL, flock, explicit fchmod, ftruncate, mmap), initialises it through
-// the mapping and then Publish()es it under the final name. Publishing never
+// (O_EXCL, explicit fchmod, ftruncate, mmap), initialises it through the
+// mapping and then Publish()es it under the final name. Publishing never
 // truncates or rewrites an existing file: a stale one is replaced by the new
 // inode, so processes still mapping it keep valid memory (no SIGBUS). A guest
-// opens an existing file (or a descriptor it was handed) and maps all of it.
+// opens an existing file (or a descriptor it was handed) and maps all of it,
+// and so does a host that adopts the segment a predecessor left.
+//
+// Which host owns the path is not decided here but by its PathLock
+// (shm/path_lock.h), which the host takes before any of this: this file's
+// descriptor is handed to guests, so a lock on it would be theirs too.
 //
 // Nothing here looks at the bytes; Segment owns the format. Not thread-safe:
-// one owner calls the methods. The lock is held for as long as the
-// descriptor is open, that is for the SegmentFile's lifetime.
+// one owner calls the methods.
 #ifndef SHMHUB_SHM_SEGMENT_FILE_H_
 #define SHMHUB_SHM_SEGMENT_FILE_H_
 
@@ -54,18 +58,17 @@ class SegmentFile {
  public:
   // Host, §15 steps 1 to 5: a new file next to `path` (same directory, so
   // Publish can rename it), opened O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC,
-  // locked with flock(LOCK_EX|LOCK_NB), given exactly `mode` whatever the
-  // umask, sized to `size` (zero-filled) and mapped. Until Publish succeeds
+  // given exactly `mode` whatever the umask, sized to `size` (zero-filled)
+  // and mapped. Until Publish succeeds
   // the file has only its temporary name, which the destructor removes.
   // kBadConfig for size 0: an empty file can never be a segment (C-G2).
   static absl::StatusOr<SegmentFile> CreateTemporary(const std::string& path, mode_t mode,
                                                      uint64_t size);
 
   // Host, §15 step 8: moves the temporary file to its final path. Refuses a
-  // symlink there (kSymlink), anything but a regular file (kNotRegularFile)
-  // and a file whose lock another process holds (kLiveSegment). A regular
-  // file whose lock can be taken is stale and is replaced by this inode
-  // while we hold its lock, so two hosts cannot both replace it.
+  // symlink there (kSymlink) and anything but a regular file
+  // (kNotRegularFile). A regular file there is stale (the caller owns the
+  // path) and is replaced by this inode.
   absl::Status Publish();
 
   // Guest, §12 step 1: open(O_RDWR|O_NOFOLLOW|O_CLOEXEC), fstat, map the

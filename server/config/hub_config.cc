@@ -104,6 +104,16 @@ std::string DefaultSocketPath() {
   return absl::StrCat("/tmp/shmhub-", ::getuid(), "/hub.sock");
 }
 
+absl::StatusOr<HubConfig::StopMode> ParseStopMode(absl::string_view text) {
+  if (text == "goodbye") return HubConfig::StopMode::kGoodbye;
+  if (text == "handover") return HubConfig::StopMode::kHandover;
+  return FlagError("stop_mode", absl::StrCat("'", text, "' is neither goodbye nor handover"));
+}
+
+absl::string_view StopModeName(HubConfig::StopMode mode) {
+  return mode == HubConfig::StopMode::kHandover ? "handover" : "goodbye";
+}
+
 absl::Status ValidateHubConfig(const HubConfig& c) {
   if (c.segment_path.empty() || c.segment_path.front() != '/') {
     return FlagError("segment", absl::StrCat("'", c.segment_path, "' must be an absolute path"));

@@ -56,6 +56,23 @@ struct HubConfig {
   // Bounded shutdown: how long in-flight RPCs get to finish on SIGTERM.
   absl::Duration shutdown_grace = absl::Seconds(5);
 
+  // What a stop does to the data plane (SIGTERM, SIGINT).
+  enum class StopMode {
+    // Guests are told to leave (host_goodbye, doorbells rung and hung up),
+    // watchers get HOST_SHUTDOWN, the segment and the state file go.
+    kGoodbye,
+    // Everything stays for the next shmhubd, which adopts the segment:
+    // guests and the host application keep running, watchers reconnect and
+    // resume. For upgrades and restarts.
+    kHandover,
+  };
+  StopMode stop_mode = StopMode::kGoodbye;
+
+  // A segment left at segment_path by an earlier shmhubd whose geometry
+  // differs from this configuration is refused unless this is set; then it
+  // is replaced (its guests are told to leave).
+  bool reset_segment = false;
+
   // The data-plane host application on the local socket
   // (docs/host-protocol.md): how long a recovery of a guest it serves waits
   // for its RECOVERY_READY before it goes ahead anyway (HOST_UNRESPONSIVE).
@@ -67,6 +84,10 @@ struct HubConfig {
   absl::Duration ScanInterval() const;
   absl::Duration EffectiveHeartbeatGrace() const;
 };
+
+// "goodbye" / "handover".
+absl::StatusOr<HubConfig::StopMode> ParseStopMode(absl::string_view text);
+absl::string_view StopModeName(HubConfig::StopMode mode);
 
 // Refuses a configuration the daemon cannot run with; the message names the
 // flag, the value and the allowed range.

@@ -78,6 +78,18 @@ ABSL_FLAG(absl::Duration, host_ack_timeout, Defaults().host_ack_timeout,
           "HOST_UNRESPONSIVE is published and recovery goes ahead. Without a registered host "
           "application recovery never waits.");
 
+ABSL_FLAG(std::string, stop_mode, "goodbye",
+          "What SIGTERM/SIGINT does to the data plane. goodbye: guests are told to leave "
+          "(host_goodbye), watchers get HOST_SHUTDOWN, the segment and its state file are "
+          "removed. handover: everything is left for the next shmhubd on the same --segment, "
+          "which adopts it; guests and the host application keep running and watchers "
+          "resume. Use handover for upgrades and restarts.");
+ABSL_FLAG(bool, reset_segment, false,
+          "Replace a segment an earlier shmhubd left at --segment whose geometry "
+          "(--max_guests, --ring_bytes, --slot_classes, --max_payload_size, "
+          "--heartbeat_interval) differs from this daemon's, instead of refusing to start. "
+          "Its guests are told to leave; epochs still never repeat.");
+
 namespace shmhub::server {
 
 absl::StatusOr<HubConfig> HubConfigFromFlags() {
@@ -105,6 +117,10 @@ absl::StatusOr<HubConfig> HubConfigFromFlags() {
   config.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   config.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   config.host_ack_timeout = absl::GetFlag(FLAGS_host_ack_timeout);
+  absl::StatusOr<HubConfig::StopMode> stop_mode = ParseStopMode(absl::GetFlag(FLAGS_stop_mode));
+  if (!stop_mode.ok()) return stop_mode.status();
+  config.stop_mode = *stop_mode;
+  config.reset_segment = absl::GetFlag(FLAGS_reset_segment);
   if (absl::Status status = ValidateHubConfig(config); !status.ok()) return status;
   return config;
 }

@@ -35,6 +35,8 @@ ABSL_DECLARE_FLAG(absl::Duration, watch_progress_interval);
 ABSL_DECLARE_FLAG(std::string, listen);
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_grace);
 ABSL_DECLARE_FLAG(absl::Duration, host_ack_timeout);
+ABSL_DECLARE_FLAG(std::string, stop_mode);
+ABSL_DECLARE_FLAG(bool, reset_segment);
 
 namespace shmhub::server {
 

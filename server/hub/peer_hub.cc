@@ -2,11 +2,15 @@
 // pass (Scan) and recovery live in peer_hub_scan.cc.
 #include "server/hub/peer_hub.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "proto/peer_state_conversion.h"
@@ -97,11 +101,49 @@ PublishedSlot UnpackPublished(uint32_t word) {
                        .armed_detectors = word >> kDetectorShift};
 }
 
+
+// The flag that sets the header field a GeometryDifference names.
+absl::string_view FlagSetting(absl::string_view field) {
+  if (field == "max_guests") return "--max_guests";
+  if (field == "bipbuf_capacity") return "--ring_bytes";
+  if (field == "slot classes") return "--slot_classes";
+  if (field == "max_payload_size") return "--max_payload_size";
+  if (field == "heartbeat_interval_ns") return "--heartbeat_interval";
+  return field;
+}
+
+std::string DescribeDifferences(const std::vector<shm::GeometryDifference>& differences) {
+  std::vector<std::string> parts;
+  for (const shm::GeometryDifference& d : differences) {
+    parts.push_back(absl::StrCat(FlagSetting(d.field), " (", d.field, "): the segment has ",
+                                 d.found, ", this daemon ", d.wanted));
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config,
                                                          EventJournal* journal,
                                                          HubMetrics* metrics) {
+  absl::StatusOr<shm::PathLock> lock = shm::PathLock::Acquire(config.segment_path);
+  if (!lock.ok()) {
+    return shm::Annotate(lock.status(), absl::StrCat("cannot own the segment ",
+                                                     config.segment_path,
+                                                     " (is another shmhubd using --segment?)"));
+  }
+  return Create(config, journal, metrics, *std::move(lock), {});
+}
+
+absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config,
+                                                         EventJournal* journal,
+                                                         HubMetrics* metrics, shm::PathLock lock,
+                                                         std::vector<uint32_t> epoch_floors) {
   shm::SegmentConfig segment_config;
   segment_config.max_guests = config.max_guests;
   segment_config.ring_capacity = config.ring_bytes;
@@ -110,27 +152,79 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
   segment_config.inline_threshold = 0;  // the format's default
   segment_config.heartbeat_interval_ns = ToNs(config.heartbeat_interval);
   segment_config.mode = kSegmentMode;
-  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
-      shm::Segment::Create(config.segment_path, segment_config);
-  if (!segment.ok()) {
-    return shm::Annotate(segment.status(),
-                       absl::StrCat("cannot create the segment ", config.segment_path));
+  const std::string& path = config.segment_path;
+  epoch_floors.resize(config.max_guests, 0);
+  if (FileExists(path)) {
+    // Looked at as a guest would first: nothing is written until it is
+    // either adopted as it is or replaced.
+    absl::StatusOr<std::unique_ptr<shm::Segment>> found = shm::Segment::Attach(path);
+    const shm::ShmErrc errc = shm::ShmErrcOf(found.status());
+    if (errc == shm::ShmErrc::kSymlink || errc == shm::ShmErrc::kNotRegularFile) {
+      return shm::Annotate(found.status(), absl::StrCat("cannot use the segment path ", path));
+    }
+    std::string replacing;
+    if (found.ok()) {
+      const std::vector<shm::GeometryDifference> differences =
+          (*found)->GeometryDifferences(segment_config);
+      for (uint32_t i = 0; i < (*found)->layout().max_guests && i < config.max_guests; ++i) {
+        epoch_floors[i] = std::max(epoch_floors[i], (*found)->peers().Entry(i + 1)->Epoch());
+      }
+      if (differences.empty() && !(*found)->HostGoodbye()) {
+        found->reset();
+        absl::StatusOr<std::unique_ptr<shm::Segment>> adopted = shm::Segment::Adopt(path, &lock);
+        if (!adopted.ok()) {
+          return shm::Annotate(adopted.status(), absl::StrCat("cannot adopt the segment ", path));
+        }
+        Log(LogLevel::kInfo, absl::StrCat("adopting the segment ", path,
+                                          " an earlier shmhubd left: its guests keep their "
+                                          "slots and epochs"));
+        return std::unique_ptr<PeerHub>(
+            new PeerHub(config, journal, metrics, *std::move(adopted), /*adopted=*/true));
+      }
+      if (!differences.empty() && !config.reset_segment) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the segment ", path, " an earlier shmhubd left has another geometry: ",
+            DescribeDifferences(differences),
+            ". Start with the segment's settings to keep its guests, or add --reset_segment to "
+            "replace it (its guests are told to leave)"));
+      }
+      replacing = differences.empty()
+                      ? std::string("its host said goodbye (host_goodbye is set)")
+                      : absl::StrCat("--reset_segment: ", DescribeDifferences(differences));
+    } else {
+      replacing = absl::StrCat("it cannot be used: ", found.status().message());
+    }
+    Log(LogLevel::kWarning, absl::StrCat("replacing the segment ", path, " an earlier shmhubd "
+                                         "left (", replacing, "); its guests are told to leave"));
+    found = absl::StatusOr<std::unique_ptr<shm::Segment>>(nullptr);
+    shm::RetireSegmentFile(path);
   }
-  return std::unique_ptr<PeerHub>(new PeerHub(config, journal, metrics, *std::move(segment)));
+  segment_config.initial_epochs = std::move(epoch_floors);
+  absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
+      shm::Segment::Create(path, segment_config, std::move(lock));
+  if (!segment.ok()) {
+    return shm::Annotate(segment.status(), absl::StrCat("cannot create the segment ", path));
+  }
+  return std::unique_ptr<PeerHub>(
+      new PeerHub(config, journal, metrics, *std::move(segment), /*adopted=*/false));
 }
 
 PeerHub::PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
-                 std::unique_ptr<shm::Segment> segment)
+                 std::unique_ptr<shm::Segment> segment, bool adopted)
     : config_(config),
       journal_(journal),
       metrics_(metrics),
       segment_(std::move(segment)),
       started_at_(absl::Now()),
+      adopted_(adopted),
+      adopted_at_ns_(MonotonicNowNs()),
       host_gate_(config.max_guests, config.host_ack_timeout) {
   MutationLock lock(this);
   slots_.reserve(config_.max_guests);
   for (uint32_t peer_id = 1; peer_id <= config_.max_guests; ++peer_id) {
-    slots_.emplace_back(peer_id, EntryOf(peer_id).Epoch(), started_at_);
+    SlotRecord& record = slots_.emplace_back(peer_id, EntryOf(peer_id).Epoch(), started_at_);
+    // The occupancy the segment holds now is one a predecessor served.
+    if (adopted_) record.adopted_epoch = record.epoch;
   }
 }
 
@@ -151,6 +245,13 @@ SlotRecord* PeerHub::FindRecord(uint32_t peer_id) {
 const SlotRecord* PeerHub::FindRecord(uint32_t peer_id) const {
   if (peer_id == 0 || peer_id > slots_.size()) return nullptr;
   return &slots_[peer_id - 1];
+}
+
+absl::Status PeerHub::StoppedError() const {
+  return handing_over_ ? absl::UnavailableError(
+                             "shmhubd is handing over to the next shmhubd on this segment; "
+                             "retry in a moment")
+                       : ShuttingDownError();
 }
 
 absl::Status PeerHub::NoSuchPeer(uint32_t peer_id) const {
@@ -196,7 +297,7 @@ SlotRecord* PeerHub::FindHolder(const shm::Occupancy& occupancy) {
 
 absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDownError();
+  if (shutting_down_) return StoppedError();
   if (!request.request_id.empty()) {
     if (const SlotRecord* replay = FindByRequestId(request.request_id); replay != nullptr) {
       metrics_->CountReservation(ReservationOutcome::kReplayed);
@@ -243,7 +344,7 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
 absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
   const auto [peer_id, epoch] = occupancy;
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDownError();
+  if (shutting_down_) return StoppedError();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
   if (record->state != v1::PEER_STATE_RESERVED || record->epoch != epoch) {
@@ -263,7 +364,7 @@ absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(
     const shm::Occupancy& occupancy, const std::string& reason) {
   const auto [peer_id, epoch] = occupancy;
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDownError();
+  if (shutting_down_) return StoppedError();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
   if (record->state != v1::PEER_STATE_ATTACHED || record->epoch != epoch) {
@@ -355,6 +456,21 @@ void PeerHub::BeginShutdown() {
   shutting_down_ = true;
   Publish(MakeHubEvent(v1::EVENT_KIND_HOST_SHUTDOWN, std::string(kShuttingDown)));
   segment_->SetHostGoodbye();
+}
+
+void PeerHub::BeginHandover() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    handing_over_ = true;
+    segment_->KeepFileForNextHost();
+  }
+  Log(LogLevel::kInfo, absl::StrCat("handing over: the segment ", config_.segment_path,
+                                    " and every occupancy in it stay for the next shmhubd"));
+  // No event marks a handover: wake the watch streams so they see the hub
+  // stopping, end, and resume at the next daemon.
+  journal_->WakeAll();
 }
 
 bool PeerHub::shutting_down() const {

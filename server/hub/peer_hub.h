@@ -60,6 +60,7 @@
 #include "server/hub/slot_record.h"
 #include "shm/host_control.h"
 #include "shm/occupancy.h"
+#include "shm/path_lock.h"
 #include "shm/peer_recovery.h"
 #include "shm/segment.h"
 #include "shmhub/v1/hub.pb.h"
@@ -100,13 +101,27 @@ struct PublishedSlot {
 
 class PeerHub {
  public:
-  // Creates the segment at config.segment_path (replacing a stale file,
-  // refusing a live one) and starts with every slot Empty. `config` must
-  // have passed ValidateHubConfig. `journal` and `metrics` must outlive the
-  // hub; neither may be null.
+  // Owns config.segment_path (its PathLock: kLiveSegment while another
+  // daemon does) and then either adopts the segment an earlier daemon left
+  // there, or creates one. Adopted: every occupancy in it is kept, and the
+  // first scans publish what they find. Created: a missing path, a segment
+  // whose host said goodbye, a damaged one, or, with --reset_segment, one
+  // of another geometry (without it: FAILED_PRECONDITION naming each
+  // differing flag); a replaced segment's guests are told to leave
+  // (RetireSegmentFile), and its epochs seed the new one's, so no (peer,
+  // epoch) pair is handed out twice. `config` must have passed
+  // ValidateHubConfig. `journal` and `metrics` must outlive the hub;
+  // neither may be null.
   static absl::StatusOr<std::unique_ptr<PeerHub>> Create(const HubConfig& config,
                                                          EventJournal* journal,
                                                          HubMetrics* metrics);
+  // The same with the path's lock already taken, and the lowest epoch each
+  // slot of a new segment starts at (per peer index; what a state file
+  // remembers of earlier segments at the path).
+  static absl::StatusOr<std::unique_ptr<PeerHub>> Create(const HubConfig& config,
+                                                         EventJournal* journal,
+                                                         HubMetrics* metrics, shm::PathLock lock,
+                                                         std::vector<uint32_t> epoch_floors);
   ~PeerHub();
 
   // ---- RPC operations. Inputs are range-checked by the caller (the
@@ -189,12 +204,21 @@ class PeerHub {
   // Empty for none; whoever set it clears it before what it captures goes.
   void SetHostNoticeCallback(std::function<void()> callback);
 
-  // ---- Shutdown. Refuses further mutations (UNAVAILABLE), appends
-  // HOST_SHUTDOWN and raises host_goodbye in the segment. Idempotent.
+  // ---- Stopping, one of two ways (HubConfig::StopMode); either refuses
+  // further mutations (UNAVAILABLE) and ends the event stream, and only the
+  // first call counts.
+  //
+  // Goodbye: appends HOST_SHUTDOWN and raises host_goodbye in the segment;
+  // the segment file goes with the hub.
   void BeginShutdown();
+  // Handover: nothing is published or written to the segment, and the file
+  // stays for the next daemon to adopt with every occupancy in it.
+  void BeginHandover();
   bool shutting_down() const;
 
   const HubConfig& config() const { return config_; }
+  // Whether this hub adopted a segment an earlier daemon left.
+  bool adopted() const { return adopted_; }
   const shm::Segment& segment() const { return *segment_; }
   HubMetrics& metrics() const { return *metrics_; }
 
@@ -210,7 +234,11 @@ class PeerHub {
   class ABSL_SCOPED_LOCKABLE MutationLock;
 
   PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
-          std::unique_ptr<shm::Segment> segment);
+          std::unique_ptr<shm::Segment> segment, bool adopted);
+  // " (found at adoption: it ended while no shmhubd ran)" for a crash of an
+  // occupancy the predecessor served, noticed within a crash timeout of
+  // adopting it; empty otherwise.
+  std::string AdoptionNote(const SlotRecord& record, uint64_t now_ns) const;
 
   // Copies every record's published state into mirror_.
   void RefreshMirror() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -221,6 +249,8 @@ class PeerHub {
   SlotRecord* FindRecord(uint32_t peer_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const SlotRecord* FindRecord(uint32_t peer_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NoSuchPeer(uint32_t peer_id) const;
+  // UNAVAILABLE once stopping: shutting down, or handing over.
+  absl::Status StoppedError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The record whose reservation was made with `request_id`, while its
   // occupancy lasts; null for none.
   SlotRecord* FindByRequestId(const std::string& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -285,9 +315,12 @@ class PeerHub {
   HubMetrics* const metrics_;
   const std::unique_ptr<shm::Segment> segment_;
   const absl::Time started_at_;
+  const bool adopted_;
+  const uint64_t adopted_at_ns_;  // CLOCK_MONOTONIC at construction
   mutable absl::Mutex mu_;
   std::vector<SlotRecord> slots_ ABSL_GUARDED_BY(mu_);  // slots_[i] is peer i + 1
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool handing_over_ ABSL_GUARDED_BY(mu_) = false;
   HostAckGate host_gate_ ABSL_GUARDED_BY(mu_);
   // mirror_[i] is peer i + 1's PublishedSlot, packed into one word so a
   // reader gets the slot's fields from one moment. Written under mu_.

@@ -20,7 +20,7 @@ namespace shmhub::server {
 
 absl::Status PeerHub::RegisterHost(const std::string& who) {
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDownError();
+  if (shutting_down_) return StoppedError();
   if (host_gate_.registered()) {
     return absl::AlreadyExistsError(
         "a host application is already registered with this shmhubd (one data-plane host per "

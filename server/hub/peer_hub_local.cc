@@ -33,7 +33,7 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
     granted = *reservation;
   }
   MutationLock lock(this);
-  if (shutting_down_) return ShuttingDownError();
+  if (shutting_down_) return StoppedError();
   SlotRecord* record = nullptr;
   if (granted.has_value()) {
     record = FindRecord(granted->peer_id);

@@ -64,6 +64,14 @@ std::string FormatNs(uint64_t ns) {
 
 }  // namespace
 
+std::string PeerHub::AdoptionNote(const SlotRecord& record, uint64_t now_ns) const {
+  // Within a crash timeout (and a few scans) of adopting, a silent
+  // heartbeat or a gone process means the guest died while no daemon ran.
+  const uint64_t window_ns = ToNs(config_.crash_timeout + 4 * config_.ScanInterval());
+  if (!record.FoundAtAdoption() || ElapsedNs(adopted_at_ns_, now_ns) > window_ns) return {};
+  return " (found at adoption: it ended while no shmhubd ran)";
+}
+
 void PeerHub::Scan() {
   MutationLock lock(this);
   // After HOST_SHUTDOWN the event stream has ended: nothing more is published.
@@ -194,8 +202,11 @@ void PeerHub::OnNewOccupancy(SlotRecord& record, const shm::PeerPair& seen, uint
                               LogLevel::kWarning);
       return;
     case shm::PeerState::kAttached:
-      PublishAttached(record, now_ns, absl::StrCat("attached without a reservation", replaced),
-                      level);
+      PublishAttached(record, now_ns,
+                      record.FoundAtAdoption()
+                          ? std::string("found attached at adoption (an earlier shmhubd served it)")
+                          : absl::StrCat("attached without a reservation", replaced),
+                      record.FoundAtAdoption() ? LogLevel::kInfo : level);
       CheckLiveness(record, now_ns);
       return;
     case shm::PeerState::kGoodbye:
@@ -405,7 +416,8 @@ void PeerHub::CrashAndRecover(SlotRecord& record, v1::Detector detector,
                               std::optional<uint64_t> heartbeat_age_ns,
                               std::optional<absl::Duration> detection_latency,
                               const std::string& reason) {
-  Publish(MakeCrashedEvent(record.occupancy(), detector, heartbeat_age_ns, reason),
+  Publish(MakeCrashedEvent(record.occupancy(), detector, heartbeat_age_ns,
+                           absl::StrCat(reason, AdoptionNote(record, MonotonicNowNs()))),
           LogLevel::kWarning);
   if (detection_latency.has_value()) metrics_->ObserveCrashDetection(*detection_latency);
   record.last_detector = detector;

@@ -94,6 +94,11 @@ struct SlotRecord {
   // Consecutive failed recoveries of this occupancy, to keep retries from
   // flooding the log.
   uint32_t failed_recoveries = 0;
+
+  // The epoch the segment held when this daemon adopted it from an earlier
+  // one: an occupancy at that epoch is one the predecessor served.
+  std::optional<uint32_t> adopted_epoch;
+  bool FoundAtAdoption() const { return adopted_epoch == epoch; }
 };
 
 }  // namespace shmhub::server

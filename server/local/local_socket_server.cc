@@ -55,12 +55,14 @@ absl::StatusOr<std::unique_ptr<LocalSocketServer>> LocalSocketServer::Start(
   return server;
 }
 
-void LocalSocketServer::Stop() {
+void LocalSocketServer::Stop(StopKind kind) {
   {
     absl::MutexLock lock(&stop_mu_);
     if (stopped_) return;
     stopped_ = true;
   }
+  // Relaxed: the eventfd write below and the loop's read of it order it.
+  handover_.store(kind == StopKind::kHandover, std::memory_order_relaxed);
   const uint64_t one = 1;
   // Cannot fail short of a closed fd: the counter is far from overflowing.
   [[maybe_unused]] const ssize_t written = ::write(wake_.get(), &one, sizeof(one));
@@ -134,6 +136,13 @@ void LocalSocketServer::AcceptConnections(absl::Time now) {
 }
 
 void LocalSocketServer::ShutDown() {
+  // Relaxed: ordered by the eventfd that woke the loop (see Stop).
+  if (handover_.load(std::memory_order_relaxed)) {
+    // The guests stay; the host application reconnects to the next daemon.
+    guests_.ForgetAll();
+    host_.Close("shmhubd is handing over to the next shmhubd");
+    return;
+  }
   // §12 host shutdown: host_goodbye is raised; wake every guest that sleeps
   // on its doorbell, then close ours. The host application's connection
   // closes: it sees us go.

@@ -59,6 +59,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <atomic>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -85,7 +86,12 @@ class LocalSocketServer {
   LocalSocketServer(const LocalSocketServer&) = delete;
   LocalSocketServer& operator=(const LocalSocketServer&) = delete;
 
-  void Stop();
+  // Goodbye (host_goodbye is raised by then): rings every watched doorbell
+  // before closing it. Handover: closes everything without a ring, since
+  // the guests stay (the host application's copies of their doorbells keep
+  // them connected) and the next daemon serves them.
+  enum class StopKind { kGoodbye, kHandover };
+  void Stop(StopKind kind = StopKind::kGoodbye);
   const std::string& path() const { return listener_->path(); }
 
  private:
@@ -98,7 +104,8 @@ class LocalSocketServer {
   void ServeHandshakes(const PollSet& polled, absl::Time now);
   // Accepts every pending connection into the handshake table.
   void AcceptConnections(absl::Time now);
-  // After the loop: wakes every guest and lets the host application go.
+  // After the loop: wakes every guest (unless handing over) and lets the
+  // host application go.
   void ShutDown();
 
   const std::unique_ptr<UnixListener> listener_;
@@ -113,6 +120,8 @@ class LocalSocketServer {
 
   absl::Mutex stop_mu_;
   bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
+  // Written before the loop is woken to stop, read by the loop after.
+  std::atomic<bool> handover_{false};
 };
 
 }  // namespace shmhub::server

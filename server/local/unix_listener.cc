@@ -1,7 +1,6 @@
 #include "server/local/unix_listener.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "shm/shm_error.h"
 
 namespace shmhub::server {
 namespace {
@@ -59,7 +59,7 @@ absl::Status EnsureDirectory(const std::string& dir) {
 
 }  // namespace
 
-UnixListener::UnixListener(std::string path, shm::UniqueFd lock, shm::UniqueFd socket, dev_t dev,
+UnixListener::UnixListener(std::string path, shm::PathLock lock, shm::UniqueFd socket, dev_t dev,
                            ino_t ino)
     : path_(std::move(path)),
       lock_(std::move(lock)),
@@ -87,16 +87,14 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Listen(const std::st
   }
   if (absl::Status status = EnsureDirectory(ParentOf(path)); !status.ok()) return status;
 
-  const std::string lock_path = path + ".lock";
-  shm::UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!lock.valid()) return SystemError("cannot open the lock file", lock_path, errno);
-  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
+  absl::StatusOr<shm::PathLock> lock = shm::PathLock::Acquire(path);
+  if (!lock.ok()) {
+    if (shm::ShmErrcOf(lock.status()) == shm::ShmErrc::kLiveSegment) {
       return absl::AlreadyExistsError(
           absl::StrCat("the local socket ", path,
                        " belongs to another running shmhubd; stop it or pick another --socket"));
     }
-    return SystemError("cannot lock", lock_path, errno);
+    return shm::Annotate(lock.status(), absl::StrCat("cannot lock the local socket ", path));
   }
 
   // We own the path now: whatever socket is there was left by a dead daemon.
@@ -119,7 +117,7 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Listen(const std::st
   }
   if (::lstat(path.c_str(), &st) != 0) return SystemError("cannot stat", path, errno);
   std::unique_ptr<UnixListener> listener(
-      new UnixListener(path, std::move(lock), std::move(socket), st.st_dev, st.st_ino));
+      new UnixListener(path, *std::move(lock), std::move(socket), st.st_dev, st.st_ino));
   // From here the destructor removes the socket file on every error.
   if (::chmod(path.c_str(), kSocketMode) != 0) return SystemError("cannot chmod", path, errno);
   if (::listen(listener->fd(), kBacklog) != 0) return SystemError("cannot listen on", path, errno);

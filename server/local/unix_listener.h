@@ -2,11 +2,10 @@
 // path, the local socket guests bootstrap over (format §11).
 //
 // Ownership of a path is decided by a lock, not by probing the socket: the
-// listener holds flock(LOCK_EX) on "<path>.lock" for its whole life. Whoever
+// listener holds "<path>.lock" (shm::PathLock) for its whole life. Whoever
 // holds the lock owns the path, so a socket file found there is a leftover
 // of a daemon that died and is replaced; a lock held by a live daemon is
-// refused. The lock file itself stays (removing it would race a starting
-// daemon); the socket file is removed at destruction if it is still ours.
+// refused. Both files are removed at destruction.
 //
 // The socket is created close-on-exec and non-blocking, mode 0660 like the
 // segment, so guests in the daemon's group can connect. A missing parent
@@ -25,6 +24,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "shm/path_lock.h"
 #include "shm/unique_fd.h"
 
 namespace shmhub::server {
@@ -50,10 +50,11 @@ class UnixListener {
   const std::string& path() const { return path_; }
 
  private:
-  UnixListener(std::string path, shm::UniqueFd lock, shm::UniqueFd socket, dev_t dev, ino_t ino);
+  UnixListener(std::string path, shm::PathLock lock, shm::UniqueFd socket, dev_t dev, ino_t ino);
 
   const std::string path_;
-  const shm::UniqueFd lock_;
+  // Released after the destructor has removed the socket file.
+  shm::PathLock lock_;
   const shm::UniqueFd socket_;
   // The socket file we created: removed at destruction only if the path
   // still names it.

@@ -106,6 +106,10 @@ void WatchedGuests::RingAndForgetAll() {
   for (const WatchedGuest& guest : guests_) {
     if (guest.doorbell.fd() >= 0) guest.doorbell.Signal().IgnoreError();
   }
+  ForgetAll();
+}
+
+void WatchedGuests::ForgetAll() {
   guests_.clear();
   polled_count_ = 0;
 }

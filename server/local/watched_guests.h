@@ -75,6 +75,8 @@ class WatchedGuests {
   // a guest asleep on it wakes, then closes ours (the hang-up tells stock
   // Rust links) and watches nothing more.
   void RingAndForgetAll();
+  // Handover: closes ours without a ring and watches nothing more.
+  void ForgetAll();
 
   size_t size() const { return guests_.size(); }
 

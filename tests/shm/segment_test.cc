@@ -351,15 +351,18 @@ TEST(Segment, CreatorRefusesConfigurationsOutsideItsRulesAndLeavesNoFile) {
   EXPECT_TRUE(Segment::Create(dir.File("seg"), c).ok());
 }
 
-TEST(Segment, CreationLeavesOnlyTheFinalFileBehind) {
+TEST(Segment, CreationLeavesOnlyTheFinalFileAndTheHostsLockBehindAndTheHostRemovesBoth) {
   TempDir dir;
+  const std::vector<std::string> owned = {"seg", "seg.lock"};
   auto seg = MustCreate(dir.File("seg"), Section42Config());
   ASSERT_NE(seg, nullptr);
-  EXPECT_EQ(DirEntries(dir.path()), std::vector<std::string>{"seg"});
+  EXPECT_EQ(DirEntries(dir.path()), owned);
   // A refused creation removes its temporary file too.
   EXPECT_EQ(ShmErrcOf(Segment::Create(dir.File("seg"), Section42Config()).status()),
             ShmErrc::kLiveSegment);
-  EXPECT_EQ(DirEntries(dir.path()), std::vector<std::string>{"seg"});
+  EXPECT_EQ(DirEntries(dir.path()), owned);
+  seg.reset();
+  EXPECT_TRUE(DirEntries(dir.path()).empty());
 }
 
 // ---- File and growth (G) --------------------------------------------------------
@@ -525,11 +528,11 @@ TEST(Segment, C_G1_ConcurrentCreatorsYieldExactlyOneLiveSegment) {
   }
   EXPECT_EQ(created, 1);
   EXPECT_EQ(live, kCreators - 1);
-  EXPECT_EQ(DirEntries(dir.path()), std::vector<std::string>{"seg"});
+  EXPECT_EQ(DirEntries(dir.path()), (std::vector<std::string>{"seg", "seg.lock"}));
   ::close(release[1]);
   for (auto& child : children) EXPECT_EQ(child->Wait(), 0);
   ::close(results[0]);
-  EXPECT_FALSE(Exists(path)) << "the winner unlinks on exit";
+  EXPECT_TRUE(DirEntries(dir.path()).empty()) << "the winner removes the file and its lock";
 }
 
 TEST(Segment, C_G2_EmptySegmentsAreRefusedOnCreateAndOnAttach) {
@@ -635,11 +638,16 @@ TEST(Segment, C_G5_HostNeverRemovesAFileThatIsNoLongerItsOwn) {
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(first->Unlink().ok());
   EXPECT_FALSE(Exists(path));
-  // The path is free again: a new host takes it while the first still runs.
-  auto second = MustCreate(path, Section42Config());
-  ASSERT_NE(second, nullptr);
+  // The path stays the first host's (its lock) even without its file...
+  EXPECT_EQ(ShmErrcOf(Segment::Create(path, Section42Config()).status()), ShmErrc::kLiveSegment);
+  // ...and another file put there is not removed with it.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
   first.reset();
-  EXPECT_TRUE(Exists(path)) << "the first host removed the second host's file";
+  EXPECT_TRUE(Exists(path)) << "the first host removed a file that was not its own";
+  auto second = MustCreate(path, Section42Config());
+  ASSERT_NE(second, nullptr) << "the path is free once the first host is gone";
   second.reset();
   EXPECT_FALSE(Exists(path));
 }
