@@ -16,6 +16,8 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "server/base/log.h"
+#include "shm/path_lock.h"
+#include "shm/shm_error.h"
 
 namespace shmhub::server {
 namespace {
@@ -50,11 +52,51 @@ HubServer::~HubServer() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<HubServer>> HubServer::Start(const HubConfig& config) {
   std::unique_ptr<HubServer> server(new HubServer(config));
-  server->journal_ = std::make_unique<EventJournal>(RandomInstanceId(), config.journal_capacity);
+  absl::StatusOr<shm::PathLock> lock = shm::PathLock::Acquire(config.segment_path);
+  if (!lock.ok()) {
+    server->Abandon();
+    return shm::Annotate(lock.status(),
+                         absl::StrCat("cannot own the segment ", config.segment_path,
+                                      " (is another shmhubd using --segment?)"));
+  }
+  RestoredState restored;
+  absl::StatusOr<std::unique_ptr<StateLog>> state_log =
+      StateLog::Open(absl::StrCat(config.segment_path, ".state"), config.journal_capacity,
+                     config.max_guests, RandomInstanceId(), &restored);
+  for (const std::string& problem : restored.problems) {
+    Log(LogLevel::kWarning, absl::StrCat("state log: ", problem));
+  }
+  if (state_log.ok()) {
+    server->state_log_ = *std::move(state_log);
+    if (!restored.hub_instance_id.empty()) {
+      Log(LogLevel::kInfo,
+          absl::StrCat("state log: continuing instance ", restored.hub_instance_id, " after event ",
+                       restored.last_sequence, " (", restored.events.size(), " kept for resume), ",
+                       restored.slots.size(), " slots"));
+    }
+    server->journal_ = std::make_unique<EventJournal>(
+        server->state_log_->hub_instance_id(), config.journal_capacity,
+        std::move(restored.events), restored.last_sequence);
+    server->journal_->SetPersistHook([log = server->state_log_.get()](const v1::PeerEvent& e) {
+      // A failed write is logged once by the log; the event still goes out.
+      log->AppendEvent(e).IgnoreError();
+    });
+  } else {
+    Log(LogLevel::kError,
+        absl::StrCat("state log: ", state_log.status().message(),
+                     "; running without one: a successor will keep the attached guests but not "
+                     "reservations, events or the instance id"));
+    restored = RestoredState{};
+    server->journal_ = std::make_unique<EventJournal>(RandomInstanceId(), config.journal_capacity);
+  }
   server->metrics_ = std::make_unique<HubMetrics>(config.heartbeat_interval, config.crash_timeout);
   server->rpc_metrics_ = std::make_unique<RpcMetrics>(*server->metrics_->registry());
-  absl::StatusOr<std::unique_ptr<PeerHub>> hub =
-      PeerHub::Create(config, server->journal_.get(), server->metrics_.get());
+  HubRestore restore;
+  restore.lock = *std::move(lock);
+  restore.slots = std::move(restored.slots);
+  restore.state_log = server->state_log_.get();
+  absl::StatusOr<std::unique_ptr<PeerHub>> hub = PeerHub::Create(
+      config, server->journal_.get(), server->metrics_.get(), std::move(restore));
   if (!hub.ok()) {
     server->Abandon();
     return hub.status();

@@ -1,7 +1,11 @@
 // HubServer: the whole daemon as one object, used by shmhubd's main() and by
-// in-process tests. Start() builds, in order, the event journal (with a
-// fresh random hub instance id), the event-driven metrics, the PeerHub
-// (which creates the segment), the gRPC service, the /metrics exposer
+// in-process tests. Start() takes the segment path's lock, opens the state
+// log beside the segment ("<segment>.state", StateLog) and restores what an
+// earlier daemon left in it, then builds, in order, the event journal (its
+// hub instance id, tail and sequence continued from the log, or a fresh
+// random id), the event-driven metrics, the PeerHub (which adopts the
+// segment an earlier daemon left, or creates one), the gRPC service, the
+// /metrics exposer
 // (unless --metrics_listen is empty), the grpc::Server (PeerHub, health,
 // reflection, the RPC metrics interceptor, keepalive settings for long watch
 // streams), the local socket (unless --socket is empty) and the liveness
@@ -36,6 +40,7 @@
 #include "server/hub/liveness_monitor.h"
 #include "server/hub/peer_hub.h"
 #include "server/hub/segment_collector.h"
+#include "server/hub/state_log.h"
 #include "server/local/local_socket_server.h"
 #include "server/rpc/peer_hub_service.h"
 #include "server/rpc/rpc_metrics_interceptor.h"
@@ -88,6 +93,9 @@ class HubServer {
   std::unique_ptr<HubMetrics> metrics_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;  // null without --metrics_listen
+  // Outlives the journal and the hub, which write to it; null when it
+  // could not be opened (the daemon runs without).
+  std::unique_ptr<StateLog> state_log_;
   std::unique_ptr<EventJournal> journal_;
   std::unique_ptr<PeerHub> hub_;
   // Shared: the exposer holds it weakly and keeps it alive through a scrape.

@@ -8,6 +8,9 @@ namespace {
 // The range google.protobuf.Duration documents: +-10000 years.
 constexpr int64_t kMaxDurationSeconds = 315576000000;
 constexpr int32_t kMaxNanos = 999999999;
+// The range google.protobuf.Timestamp documents: 0001-01-01 to 9999-12-31.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
 
 }  // namespace
 
@@ -39,6 +42,14 @@ std::optional<absl::Duration> FromProtoDuration(const google::protobuf::Duration
   if (nanos < -kMaxNanos || nanos > kMaxNanos) return std::nullopt;
   if ((seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0)) return std::nullopt;
   return absl::Seconds(seconds) + absl::Nanoseconds(nanos);
+}
+
+std::optional<absl::Time> FromProtoTimestamp(const google::protobuf::Timestamp& timestamp) {
+  if (timestamp.seconds() < kMinTimestampSeconds || timestamp.seconds() > kMaxTimestampSeconds) {
+    return std::nullopt;
+  }
+  if (timestamp.nanos() < 0 || timestamp.nanos() > kMaxNanos) return std::nullopt;
+  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
 }
 
 }  // namespace shmhub::server

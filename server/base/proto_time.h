@@ -20,6 +20,9 @@ google::protobuf::Duration ToProtoDuration(absl::Duration duration);
 // +-315576000000, nanos within +-999999999 with the same sign as seconds):
 // such a value comes from a broken or hostile client.
 std::optional<absl::Duration> FromProtoDuration(const google::protobuf::Duration& duration);
+// Nothing outside the type's range (0001-01-01 to 9999-12-31, nanos within
+// 0..999999999).
+std::optional<absl::Time> FromProtoTimestamp(const google::protobuf::Timestamp& timestamp);
 
 }  // namespace shmhub::server
 

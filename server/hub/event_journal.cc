@@ -24,6 +24,22 @@ v1::Resync MakeResync(v1::Resync::Reason reason, uint64_t oldest_available_seque
 EventJournal::EventJournal(std::string hub_instance_id, uint32_t capacity)
     : hub_instance_id_(std::move(hub_instance_id)), capacity_(capacity) {}
 
+EventJournal::EventJournal(std::string hub_instance_id, uint32_t capacity,
+                           std::vector<v1::PeerEvent> history, uint64_t last_sequence)
+    : hub_instance_id_(std::move(hub_instance_id)), capacity_(capacity) {
+  absl::MutexLock lock(&mu_);
+  last_sequence_ = last_sequence;
+  for (v1::PeerEvent& event : history) {
+    history_.push_back(std::make_shared<const v1::PeerEvent>(std::move(event)));
+  }
+  while (history_.size() > capacity_) history_.pop_front();
+}
+
+void EventJournal::SetPersistHook(std::function<void(const v1::PeerEvent&)> hook) {
+  absl::MutexLock lock(&mu_);
+  persist_ = std::move(hook);
+}
+
 EventJournal::~EventJournal() = default;
 
 uint64_t EventJournal::Append(v1::PeerEvent event) {
@@ -34,6 +50,7 @@ uint64_t EventJournal::Append(v1::PeerEvent event) {
   // Stamped under the lock so time never runs backwards along the sequence
   // (unless the wall clock itself is stepped back).
   *event.mutable_time() = ToProtoTimestamp(absl::Now());
+  if (persist_) persist_(event);
   const EventPtr stored = std::make_shared<const v1::PeerEvent>(std::move(event));
   history_.push_back(stored);
   while (history_.size() > capacity_) history_.pop_front();

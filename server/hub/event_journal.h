@@ -44,6 +44,16 @@ class EventJournal {
 
   // Every Subscription must be destroyed before the journal.
   EventJournal(std::string hub_instance_id, uint32_t capacity);
+  // A journal that continues an earlier daemon's: `history` (ascending,
+  // contiguous sequences, the newest `capacity` kept) ends at
+  // `last_sequence`, and the next event gets last_sequence + 1.
+  EventJournal(std::string hub_instance_id, uint32_t capacity, std::vector<v1::PeerEvent> history,
+               uint64_t last_sequence);
+
+  // Called with every stamped event before any subscription can see it,
+  // under the journal's lock (so the state log holds every event a watcher
+  // was ever sent). Set before the first Append; may not call the journal.
+  void SetPersistHook(std::function<void(const v1::PeerEvent&)> hook);
   ~EventJournal();
 
   EventJournal(const EventJournal&) = delete;
@@ -98,6 +108,7 @@ class EventJournal {
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<EventPtr> history_ ABSL_GUARDED_BY(mu_);  // ascending, contiguous
   std::vector<Subscription*> subscriptions_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const v1::PeerEvent&)> persist_ ABSL_GUARDED_BY(mu_);
 };
 
 // One watcher's view of the journal: the events after its resume point, in

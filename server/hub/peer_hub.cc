@@ -19,6 +19,7 @@
 #include "server/base/shutting_down.h"
 #include "server/hub/peer_events.h"
 #include "server/hub/peer_view.h"
+#include "server/hub/slot_state.h"
 #include "shm/format.h"
 
 namespace shmhub::server {
@@ -137,13 +138,21 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
                                                      config.segment_path,
                                                      " (is another shmhubd using --segment?)"));
   }
-  return Create(config, journal, metrics, *std::move(lock), {});
+  HubRestore restore;
+  restore.lock = *std::move(lock);
+  return Create(config, journal, metrics, std::move(restore));
 }
 
 absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config,
                                                          EventJournal* journal,
-                                                         HubMetrics* metrics, shm::PathLock lock,
-                                                         std::vector<uint32_t> epoch_floors) {
+                                                         HubMetrics* metrics, HubRestore restore) {
+  shm::PathLock& lock = restore.lock;
+  std::vector<uint32_t> epoch_floors(config.max_guests, 0);
+  for (const auto& [peer_id, slot] : restore.slots) {
+    if (peer_id >= 1 && peer_id <= config.max_guests) {
+      epoch_floors[peer_id - 1] = std::max(slot.epoch(), slot.epoch_floor());
+    }
+  }
   shm::SegmentConfig segment_config;
   segment_config.max_guests = config.max_guests;
   segment_config.ring_capacity = config.ring_bytes;
@@ -153,7 +162,6 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
   segment_config.heartbeat_interval_ns = ToNs(config.heartbeat_interval);
   segment_config.mode = kSegmentMode;
   const std::string& path = config.segment_path;
-  epoch_floors.resize(config.max_guests, 0);
   if (FileExists(path)) {
     // Looked at as a guest would first: nothing is written until it is
     // either adopted as it is or replaced.
@@ -178,8 +186,8 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
         Log(LogLevel::kInfo, absl::StrCat("adopting the segment ", path,
                                           " an earlier shmhubd left: its guests keep their "
                                           "slots and epochs"));
-        return std::unique_ptr<PeerHub>(
-            new PeerHub(config, journal, metrics, *std::move(adopted), /*adopted=*/true));
+        return std::unique_ptr<PeerHub>(new PeerHub(config, journal, metrics, *std::move(adopted),
+                                                    /*adopted=*/true, std::move(restore)));
       }
       if (!differences.empty() && !config.reset_segment) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -199,18 +207,18 @@ absl::StatusOr<std::unique_ptr<PeerHub>> PeerHub::Create(const HubConfig& config
     found = absl::StatusOr<std::unique_ptr<shm::Segment>>(nullptr);
     shm::RetireSegmentFile(path);
   }
-  segment_config.initial_epochs = std::move(epoch_floors);
+  segment_config.initial_epochs = epoch_floors;
   absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
       shm::Segment::Create(path, segment_config, std::move(lock));
   if (!segment.ok()) {
     return shm::Annotate(segment.status(), absl::StrCat("cannot create the segment ", path));
   }
-  return std::unique_ptr<PeerHub>(
-      new PeerHub(config, journal, metrics, *std::move(segment), /*adopted=*/false));
+  return std::unique_ptr<PeerHub>(new PeerHub(config, journal, metrics, *std::move(segment),
+                                              /*adopted=*/false, std::move(restore)));
 }
 
 PeerHub::PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
-                 std::unique_ptr<shm::Segment> segment, bool adopted)
+                 std::unique_ptr<shm::Segment> segment, bool adopted, HubRestore restore)
     : config_(config),
       journal_(journal),
       metrics_(metrics),
@@ -218,13 +226,53 @@ PeerHub::PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* met
       started_at_(absl::Now()),
       adopted_(adopted),
       adopted_at_ns_(MonotonicNowNs()),
-      host_gate_(config.max_guests, config.host_ack_timeout) {
+      host_gate_(config.max_guests, config.host_ack_timeout),
+      state_log_(restore.state_log) {
   MutationLock lock(this);
   slots_.reserve(config_.max_guests);
+  epoch_floors_.assign(config_.max_guests, 0);
   for (uint32_t peer_id = 1; peer_id <= config_.max_guests; ++peer_id) {
     SlotRecord& record = slots_.emplace_back(peer_id, EntryOf(peer_id).Epoch(), started_at_);
-    // The occupancy the segment holds now is one a predecessor served.
-    if (adopted_) record.adopted_epoch = record.epoch;
+    const auto restored = restore.slots.find(peer_id);
+    if (restored != restore.slots.end()) {
+      epoch_floors_[peer_id - 1] =
+          std::max(restored->second.epoch(), restored->second.epoch_floor());
+    }
+    if (adopted_) {
+      // The occupancy the segment holds now is one a predecessor served; it
+      // continues from what the predecessor published of it, and the scans
+      // publish what changed while no daemon ran.
+      if (restored != restore.slots.end()) RestoreSlot(restored->second, &record);
+      record.adopted_epoch = EntryOf(peer_id).Epoch();
+      continue;
+    }
+    if (restored == restore.slots.end() ||
+        restored->second.state() == v1::PEER_STATE_EMPTY) {
+      continue;
+    }
+    // A new segment: the occupancy the state log remembers ended with the
+    // old one, and watchers hear so.
+    const shm::Occupancy ended{peer_id, restored->second.epoch()};
+    if (restored->second.state() == v1::PEER_STATE_RESERVED) {
+      Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, ended,
+                            "the segment was replaced; the reservation ended with it"),
+              LogLevel::kWarning);
+      metrics_->CountReservation(ReservationOutcome::kReleased);
+    } else {
+      Publish(MakePeerEvent(v1::EVENT_KIND_RECOVERED, ended,
+                            "the segment was replaced; this occupancy ended with it"),
+              LogLevel::kWarning);
+    }
+  }
+}
+
+void PeerHub::PersistSlots() {
+  if (state_log_ == nullptr) return;
+  for (const SlotRecord& record : slots_) {
+    uint32_t& floor = epoch_floors_[record.peer_id - 1];
+    floor = std::max(floor, record.epoch);
+    // Failures are logged once by the log; the hub goes on without it.
+    state_log_->AppendSlot(SlotToState(record, floor)).IgnoreError();
   }
 }
 

@@ -58,11 +58,13 @@
 #include "server/hub/host_ack_gate.h"
 #include "server/hub/hub_metrics.h"
 #include "server/hub/slot_record.h"
+#include "server/hub/state_log.h"
 #include "shm/host_control.h"
 #include "shm/occupancy.h"
 #include "shm/path_lock.h"
 #include "shm/peer_recovery.h"
 #include "shm/segment.h"
+#include "shmhub/state/v1/hub_state.pb.h"
 #include "shmhub/v1/hub.pb.h"
 
 namespace shmhub::server {
@@ -78,6 +80,7 @@ struct ReserveRequest {
 struct LocalGuest {
   std::string session_id;  // RSH0's session id; empty for VSH1
   uint32_t pid = 0;        // SO_PEERCRED's; 0 when not visible in our PID namespace
+  uint64_t pid_start_time = 0;  // /proc/<pid>/stat field 22; 0 when unknown
   uint32_t uid = 0;
   bool process_watched = false;  // a pidfd of its process is polled
 };
@@ -99,6 +102,15 @@ struct PublishedSlot {
   uint32_t armed_detectors = 0;
 };
 
+// What an earlier daemon on the same segment path left, for PeerHub::Create.
+struct HubRestore {
+  shm::PathLock lock;  // the path's, already taken
+  // Slots as the state log last had them (StateLog::Open); empty for none.
+  std::map<uint32_t, state::v1::Slot> slots;
+  // Where every slot change goes from now on; null for nowhere.
+  StateLog* state_log = nullptr;
+};
+
 class PeerHub {
  public:
   // Owns config.segment_path (its PathLock: kLiveSegment while another
@@ -115,13 +127,16 @@ class PeerHub {
   static absl::StatusOr<std::unique_ptr<PeerHub>> Create(const HubConfig& config,
                                                          EventJournal* journal,
                                                          HubMetrics* metrics);
-  // The same with the path's lock already taken, and the lowest epoch each
-  // slot of a new segment starts at (per peer index; what a state file
-  // remembers of earlier segments at the path).
+  // The same with the path's lock already taken and what the state log
+  // restored. An adopted segment's slots continue from the restored ones
+  // (a reservation keeps its lease, request id, owner and labels; a local
+  // guest its pid), and the first scans publish only what changed since.
+  // A new segment starts every slot above the highest epoch the path ever
+  // used, and the restored occupancies it could not keep are ended with an
+  // event each.
   static absl::StatusOr<std::unique_ptr<PeerHub>> Create(const HubConfig& config,
                                                          EventJournal* journal,
-                                                         HubMetrics* metrics, shm::PathLock lock,
-                                                         std::vector<uint32_t> epoch_floors);
+                                                         HubMetrics* metrics, HubRestore restore);
   ~PeerHub();
 
   // ---- RPC operations. Inputs are range-checked by the caller (the
@@ -234,7 +249,10 @@ class PeerHub {
   class ABSL_SCOPED_LOCKABLE MutationLock;
 
   PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* metrics,
-          std::unique_ptr<shm::Segment> segment, bool adopted);
+          std::unique_ptr<shm::Segment> segment, bool adopted, HubRestore restore);
+  // Appends every record that changed to the state log, with its epoch
+  // floor (MutationLock, before mu_ is released).
+  void PersistSlots() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // " (found at adoption: it ended while no shmhubd ran)" for a crash of an
   // occupancy the predecessor served, noticed within a crash timeout of
   // adopting it; empty otherwise.
@@ -322,6 +340,9 @@ class PeerHub {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool handing_over_ ABSL_GUARDED_BY(mu_) = false;
   HostAckGate host_gate_ ABSL_GUARDED_BY(mu_);
+  StateLog* const state_log_;
+  // Per peer index: the highest epoch this path ever handed out.
+  std::vector<uint32_t> epoch_floors_ ABSL_GUARDED_BY(mu_);
   // mirror_[i] is peer i + 1's PublishedSlot, packed into one word so a
   // reader gets the slot's fields from one moment. Written under mu_.
   std::array<std::atomic<uint32_t>, shm::kMaxGuests> mirror_{};
@@ -335,6 +356,7 @@ class ABSL_SCOPED_LOCKABLE PeerHub::MutationLock {
   // The analysis cannot see that mu_ is still held here.
   ~MutationLock() ABSL_UNLOCK_FUNCTION() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     hub_->ReconcileHostGate();
+    hub_->PersistSlots();
     hub_->RefreshMirror();
     hub_->mu_.Unlock();
   }

@@ -68,7 +68,8 @@ void PeerHub::OnHostRecoveryReady(const shm::Occupancy& occupancy) {
   MutationLock lock(this);
   if (shutting_down_) return;
   if (!host_gate_.Acknowledge(occupancy)) {
-    Log(LogLevel::kInfo, absl::StrCat(occupancy.ToString(), ": RECOVERY_READY that no recovery waits for (late or "
+    Log(LogLevel::kInfo, absl::StrCat(occupancy.ToString(),
+                                      ": RECOVERY_READY that no recovery waits for (late or "
                                       "unsolicited); ignored"));
     return;
   }

@@ -65,6 +65,7 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
   record->doorbell_watched = true;
   record->process_watched = guest.process_watched;
   record->pid = guest.pid;
+  record->pid_start_time = guest.pid_start_time;
   return *granted;
 }
 

@@ -26,6 +26,7 @@ void SlotRecord::BeginOccupancy(v1::PeerState new_state, uint32_t new_epoch, abs
   doorbell_watched = false;
   process_watched = false;
   pid = 0;
+  pid_start_time = 0;
   heartbeat_crash_deferred = false;
   unconfirmed.reset();
   failed_recoveries = 0;

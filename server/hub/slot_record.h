@@ -80,6 +80,7 @@ struct SlotRecord {
   bool doorbell_watched = false;  // the daemon holds the host end of its doorbell
   bool process_watched = false;   // a pidfd of the connected process is polled
   uint32_t pid = 0;               // SO_PEERCRED's pid; 0 when unknown
+  uint64_t pid_start_time = 0;    // its /proc/<pid>/stat start time; 0 when unknown
   // A heartbeat crash was held back because the process is alive (logged
   // once per stale spell).
   bool heartbeat_crash_deferred = false;

@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -251,7 +252,7 @@ TEST_F(ShmhubctlProcessTest, DaemonShutdownEndsWatchAndGuestInOrder) {
   EXPECT_NE(access(segment_.c_str(), F_OK), 0) << "segment file left behind";
 }
 
-TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackAsANewInstance) {
+TEST_F(ShmhubctlProcessTest, WatchResumesWithoutResyncWhenTheDaemonComesBackWithItsState) {
   std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot"});
   ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
   Reserve();
@@ -259,6 +260,31 @@ TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackAsANewInstance) {
   daemon_->Signal(SIGTERM);
   ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
   ASSERT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value());
+
+  // The same instance continues (its state log is beside the segment): the
+  // watch resumes after its last event and hears the reservation end with
+  // the goodbye'd segment, with no RESYNC.
+  StartDaemon(hub_);
+
+  std::optional<std::string> released = watch->WaitForLine("RELEASED");
+  ASSERT_TRUE(released.has_value()) << watch->Stderr();
+  EXPECT_TRUE(absl::StrContains(*released, "the segment was replaced")) << *released;
+  watch->Signal(SIGTERM);
+  EXPECT_EQ(watch->Wait(), 0) << watch->Stderr();
+  for (const std::string& line : watch->lines()) {
+    EXPECT_FALSE(absl::StrContains(line, "RESYNC")) << line;
+  }
+}
+
+TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackWithoutItsState) {
+  std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot"});
+  ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
+  Reserve();
+  ASSERT_TRUE(watch->WaitForLine("RESERVED").has_value()) << watch->Stderr();
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
+  ASSERT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value());
+  ASSERT_EQ(::unlink((segment_ + ".state").c_str()), 0) << "no state log beside the segment";
 
   StartDaemon(hub_);
 

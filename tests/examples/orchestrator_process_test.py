@@ -3,9 +3,13 @@
 
 - its guest is SIGKILLed: the daemon reports CRASHED and the orchestrator
   relaunches a guest that attaches again;
-- the daemon is SIGKILLed and a new one started on the same address: the
-  orchestrator's watch resumes, finds the new hub instance, kills the guest
-  left running on the old segment and relaunches one on the new daemon.
+- the daemon is SIGKILLed and a new one started on the same address and
+  segment: it adopts the segment and continues the hub instance, the
+  orchestrator's watch resumes after its last event, and the guest rides
+  through;
+- the daemon is SIGKILLed and its segment and state removed before a new one
+  starts: the orchestrator's watch resumes, finds a new hub instance, kills
+  the guest left running on the old segment and relaunches one.
 
 Run by Debian's /usr/bin/python3 (python3-grpcio); the orchestrator
 generates its stubs from proto/ itself."""
@@ -97,14 +101,35 @@ class OrchestratorProcessTest(unittest.TestCase):
         self.assertEqual(orchestrator.wait(), 0, orchestrator.transcript())
         self.assertFalse(alive(new_pid), "the orchestrator left its guest running")
 
-    def test_restarted_daemon_gets_a_relaunched_guest_and_the_orphan_is_killed(self):
+    def test_restarted_daemon_adopts_the_segment_and_the_guest_rides_through(self):
+        first = self.start_daemon()
+        orchestrator = self.start_orchestrator(first)
+        guest, _ = self.expect_guest_attached(orchestrator, first)
+
+        first.stop(signal.SIGKILL)
+        second = self.start_daemon_on(first.grpc)
+        self.assertEqual(second.instance, first.instance)
+        self.expect(orchestrator, r"^watch interrupted \(UNAVAILABLE\); resuming after "
+                    r"sequence \d+$", second)
+        # Two crash timeouts on the new daemon: the guest keeps heartbeating
+        # into the adopted segment, nothing ends its occupancy.
+        time.sleep(1.0)
+        self.assertTrue(alive(guest), "the guest did not ride through the restart")
+        self.assertNotRegex(orchestrator.transcript(), r"relaunched|resync|crashed")
+        orchestrator.process.send_signal(signal.SIGTERM)
+        self.assertEqual(orchestrator.wait(), 0, orchestrator.transcript())
+
+    def test_restarted_daemon_without_its_state_gets_a_relaunched_guest_and_the_orphan_is_killed(self):
         first = self.start_daemon()
         orchestrator = self.start_orchestrator(first)
         orphan, _ = self.expect_guest_attached(orchestrator, first)
 
-        # A crash: no host_goodbye, so the guest attached by path stays up
-        # on a segment nobody watches any more.
+        # A crash, and the segment and its state removed by hand: the guest
+        # attached by path stays up on a segment nobody watches any more,
+        # and the next daemon starts a new instance.
         first.stop(signal.SIGKILL)
+        for name in ("segment", "segment.state"):
+            os.unlink(os.path.join(self.tmp, name))
         second = self.start_daemon_on(first.grpc)
         self.assertNotEqual(second.instance, first.instance)
         self.expect(orchestrator, r"^watch interrupted \(UNAVAILABLE\); resuming after "

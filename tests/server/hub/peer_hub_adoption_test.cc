@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,10 +17,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/base/monotonic_clock.h"
+#include "server/hub/event_journal.h"
+#include "server/hub/hub_metrics.h"
 #include "server/hub/peer_hub.h"
+#include "server/hub/state_log.h"
 #include "shm/format.h"
 #include "shm/occupancy.h"
+#include "shm/path_lock.h"
 #include "tests/server/hub/peer_hub_fixture.h"
+#include "tests/testing/temp_dir.h"
 
 namespace shmhub::server {
 namespace {
@@ -135,6 +141,123 @@ TEST_F(PeerHubAdoptionTest, ASegmentWhoseHostSaidGoodbyeIsReplacedNotAdopted) {
   const Reservation fresh = MustReserve(Request());
   EXPECT_EQ(fresh.peer_id, old.peer_id);
   EXPECT_GT(fresh.epoch, old.epoch);
+}
+
+// A daemon as HubServer assembles one: the path's lock, the state log
+// beside the segment, a journal that continues the log's and persists to it.
+class PeerHubWithStateLog {
+ public:
+  PeerHubWithStateLog(const HubConfig& config, HubMetrics* metrics) {
+    absl::StatusOr<shm::PathLock> lock = shm::PathLock::Acquire(config.segment_path);
+    EXPECT_TRUE(lock.ok()) << lock.status();
+    absl::StatusOr<std::unique_ptr<StateLog>> log =
+        StateLog::Open(config.segment_path + ".state", 4096, config.max_guests, "first-instance",
+                       &restored);
+    EXPECT_TRUE(log.ok()) << log.status();
+    log_ = *std::move(log);
+    journal = std::make_unique<EventJournal>(log_->hub_instance_id(), 4096, restored.events,
+                                             restored.last_sequence);
+    journal->SetPersistHook(
+        [log = log_.get()](const v1::PeerEvent& event) { log->AppendEvent(event).IgnoreError(); });
+    subscription = journal->Subscribe(restored.last_sequence, 1 << 20, [] {}).subscription;
+    HubRestore restore;
+    restore.lock = *std::move(lock);
+    restore.slots = restored.slots;
+    restore.state_log = log_.get();
+    absl::StatusOr<std::unique_ptr<PeerHub>> created =
+        PeerHub::Create(config, journal.get(), metrics, std::move(restore));
+    EXPECT_TRUE(created.ok()) << created.status();
+    hub = *std::move(created);
+  }
+  ~PeerHubWithStateLog() {
+    subscription.reset();
+    hub.reset();
+  }
+  std::vector<v1::PeerEvent> NewEvents() {
+    std::vector<v1::PeerEvent> events;
+    v1::PeerEvent event;
+    while (subscription->Next(&event) == EventJournal::Subscription::Pull::kEvent) {
+      events.push_back(event);
+    }
+    return events;
+  }
+
+  RestoredState restored;
+  std::unique_ptr<EventJournal> journal;
+  std::unique_ptr<EventJournal::Subscription> subscription;
+  std::unique_ptr<PeerHub> hub;
+
+ private:
+  std::unique_ptr<StateLog> log_;
+};
+
+TEST(PeerHubStateLogTest, AReservationKeepsItsLeaseOwnerAndRequestIdAcrossAHandover) {
+  shmhub::testing::TempDir dir;
+  const HubConfig config = hubtest::TestConfig(dir);
+  HubMetrics metrics(absl::Milliseconds(10), absl::Milliseconds(100));
+  Reservation reserved;
+  uint64_t last_sequence = 0;
+  {
+    PeerHubWithStateLog first(config, &metrics);
+    ReserveRequest request;
+    request.lease_ttl = absl::Seconds(30);
+    request.owner = "orchestrator-a";
+    request.labels = {{"job", "render"}};
+    request.request_id = "job-9";
+    absl::StatusOr<Reservation> made = first.hub->Reserve(request);
+    ASSERT_TRUE(made.ok()) << made.status();
+    reserved = *made;
+    last_sequence = first.journal->last_sequence();
+    first.hub->BeginHandover();
+  }
+  PeerHubWithStateLog second(config, &metrics);
+  EXPECT_EQ(second.journal->hub_instance_id(), "first-instance");
+  EXPECT_EQ(second.journal->last_sequence(), last_sequence);
+  second.hub->Scan();
+  second.hub->Scan();
+  EXPECT_THAT(second.NewEvents(), IsEmpty()) << "nothing changed while no daemon ran";
+  const v1::Peer peer = *second.hub->GetPeer(reserved.peer_id);
+  EXPECT_EQ(peer.state(), v1::PEER_STATE_RESERVED);
+  EXPECT_EQ(peer.epoch(), reserved.epoch);
+  EXPECT_EQ(peer.owner(), "orchestrator-a");
+  EXPECT_THAT(peer.labels(), ElementsAre(::testing::Pair("job", "render")));
+  ReserveRequest again;
+  again.lease_ttl = absl::Seconds(30);
+  again.request_id = "job-9";
+  absl::StatusOr<Reservation> replay = second.hub->Reserve(again);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->occupancy(), reserved.occupancy());
+  EXPECT_EQ(replay->lease_expires_at, reserved.lease_expires_at)
+      << "the remaining lease, not a new one";
+}
+
+TEST(PeerHubStateLogTest, EpochsNeverRepeatAcrossRestartsWithResetsInBetween) {
+  shmhub::testing::TempDir dir;
+  HubMetrics metrics(absl::Milliseconds(10), absl::Milliseconds(100));
+  std::set<std::pair<uint32_t, uint32_t>> issued;
+  for (int restart = 0; restart < 20; ++restart) {
+    HubConfig config = hubtest::TestConfig(dir);
+    // Every other restart changes the geometry and resets the segment.
+    config.max_guests = restart % 2 == 0 ? 4 : 3;
+    config.reset_segment = true;
+    PeerHubWithStateLog daemon(config, &metrics);
+    ASSERT_NE(daemon.hub, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<Reservation> r = daemon.hub->Reserve([] {
+        ReserveRequest request;
+        request.lease_ttl = absl::Seconds(30);
+        return request;
+      }());
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_TRUE(issued.insert({r->peer_id, r->epoch}).second)
+          << "(" << r->peer_id << ", " << r->epoch << ") issued twice, restart " << restart;
+      if (i < 2) {
+        ASSERT_TRUE(daemon.hub->Release(r->occupancy()).ok());
+      }
+    }
+    daemon.hub->BeginHandover();
+  }
 }
 
 }  // namespace

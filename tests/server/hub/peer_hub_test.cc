@@ -231,7 +231,8 @@ TEST_F(PeerHubTest, ReleaseRacingAClaimReportsTheSegmentStateAndLeavesTheClaim) 
 TEST_F(PeerHubTest, PeerIdsOutsideTheTableAreNotFound) {
   for (const uint32_t peer_id : {0u, kMaxGuests + 1, 255u, 256u}) {
     EXPECT_EQ(hub_->Release({peer_id, 1}).code(), absl::StatusCode::kNotFound) << peer_id;
-    EXPECT_EQ(hub_->Evict({peer_id, 1}, "").status().code(), absl::StatusCode::kNotFound) << peer_id;
+    EXPECT_EQ(hub_->Evict({peer_id, 1}, "").status().code(), absl::StatusCode::kNotFound)
+        << peer_id;
     EXPECT_EQ(hub_->GetPeer(peer_id).status().code(), absl::StatusCode::kNotFound) << peer_id;
   }
   EXPECT_THAT(hub_->GetPeer(5).status().message(), HasSubstr("slots 1..4"));
