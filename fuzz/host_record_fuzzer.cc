@@ -52,9 +52,9 @@ ShmErrc Expected(HostControlSender sender, absl::Span<const uint8_t> bytes) {
   const uint32_t peer_id = Le32(bytes.data() + 4);
   const uint32_t epoch = Le32(bytes.data() + 8);
   const uint32_t arg = Le32(bytes.data() + 12);
-  if (type < 1 || type > 5) return ShmErrc::kHostRecordUnknownType;
+  if (type < 1 || type > 6) return ShmErrc::kHostRecordUnknownType;
   const HostControlSender allowed =
-      type == 5 ? HostControlSender::kHost : HostControlSender::kDaemon;
+      type == 5 || type == 6 ? HostControlSender::kHost : HostControlSender::kDaemon;
   if (sender != allowed) return ShmErrc::kHostRecordWrongSender;
   const bool names_peer = peer_id >= 1 && peer_id <= 255;
   bool fields_ok = false;
@@ -73,6 +73,9 @@ ShmErrc Expected(HostControlSender sender, absl::Span<const uint8_t> bytes) {
       break;
     case 5:
       fields_ok = names_peer && arg == 0;
+      break;
+    case 6:
+      fields_ok = names_peer && (arg == 0 || arg == 2);
       break;
   }
   return fields_ok ? ShmErrc::kNone : ShmErrc::kHostRecordBadField;
@@ -94,6 +97,8 @@ HostRecord Rebuilt(const HostRecord& record) {
           record.occupancy(), static_cast<shmhub::shm::PeerDeparture>(record.arg));
     case HostRecordType::kRecoveryReady:
       return shmhub::shm::RecoveryReadyRecord(record.occupancy());
+    case HostRecordType::kPeerHandback:
+      return shmhub::shm::PeerHandbackRecord(record.occupancy(), record.arg);
   }
   // Only accepted records get here, so another type is a decoder bug.
   std::abort();

@@ -53,6 +53,7 @@ std::vector<std::pair<const char*, Bytes>> Seeds() {
        Encoded(PeerRecoveringRecord({255, 0}, PeerDeparture::kVanished))},
       // Host -> daemon.
       {"recovery-ready", Encoded(RecoveryReadyRecord({17, 1}))},
+      {"peer-handback-fds", Encoded(PeerHandbackRecord({17, 1}, 2))},
       // One broken rule each.
       {"type-0", Raw(0, 0, 0, 0)},
       {"type-6", Raw(6, 1, 1, 0)},

@@ -35,18 +35,21 @@ absl::string_view TypeName(HostRecordType type) {
       return "PEER_RECOVERING";
     case HostRecordType::kRecoveryReady:
       return "RECOVERY_READY";
+    case HostRecordType::kPeerHandback:
+      return "PEER_HANDBACK";
   }
   return "UNKNOWN";
 }
 
 bool KnownType(uint32_t raw) {
   return raw >= static_cast<uint32_t>(HostRecordType::kRegistered) &&
-         raw <= static_cast<uint32_t>(HostRecordType::kRecoveryReady);
+         raw <= static_cast<uint32_t>(HostRecordType::kPeerHandback);
 }
 
 HostControlSender SenderOf(HostRecordType type) {
-  return type == HostRecordType::kRecoveryReady ? HostControlSender::kHost
-                                                : HostControlSender::kDaemon;
+  return type == HostRecordType::kRecoveryReady || type == HostRecordType::kPeerHandback
+             ? HostControlSender::kHost
+             : HostControlSender::kDaemon;
 }
 
 absl::Status BadField(const HostRecord& record, absl::string_view problem) {
@@ -71,6 +74,7 @@ absl::Status CheckFields(const HostRecord& record) {
       }
       return absl::OkStatus();
     case HostRecordType::kPeerAttached:
+    case HostRecordType::kPeerHandback:
       if (!names_peer) return BadField(record, "peer id outside 1..255");
       if (record.arg != 0 && record.arg != kPeerAttachedFdCount) {
         return BadField(record, "fd count must be 0 or 2");
@@ -127,6 +131,10 @@ HostRecord RecoveryReadyRecord(const Occupancy& occupancy) {
   return HostRecord{HostRecordType::kRecoveryReady, occupancy.peer_id, occupancy.epoch, 0};
 }
 
+HostRecord PeerHandbackRecord(const Occupancy& occupancy, uint32_t fd_count) {
+  return HostRecord{HostRecordType::kPeerHandback, occupancy.peer_id, occupancy.epoch, fd_count};
+}
+
 std::array<uint8_t, kHostRecordSize> EncodeHostRecord(const HostRecord& record) {
   std::array<uint8_t, kHostRecordSize> out;
   PutLe<uint32_t>(out.data(), static_cast<uint32_t>(record.type));
@@ -165,6 +173,7 @@ size_t HostRecordFdCount(const HostRecord& record) {
     case HostRecordType::kRegistered:
       return kRegisteredFdCount;
     case HostRecordType::kPeerAttached:
+    case HostRecordType::kPeerHandback:
       return record.arg;
     default:
       return 0;

@@ -21,6 +21,13 @@
 //                                                                         mapping-control host end
 //   4 PEER_RECOVERING    daemon  1..255   any    PeerDeparture          none
 //   5 RECOVERY_READY     host    1..255   any    0                      none
+//   6 PEER_HANDBACK      host    1..255   any    fd count, 0 or 2       doorbell host end,
+//                                                                         mapping-control host end
+//
+// PEER_HANDBACK is sent by a host application that registers again with a
+// new daemon on the same segment (the old one crashed or handed over): one
+// per link it still serves, with copies of the host ends it was given, so
+// the new daemon watches those doorbells again and announces nothing twice.
 //
 // Everything received is hostile: the decoder refuses a record of another
 // length, an unknown type, a type the sender may not send, a field out of
@@ -64,6 +71,7 @@ enum class HostRecordType : uint32_t {
   kPeerAttached = 3,
   kPeerRecovering = 4,
   kRecoveryReady = 5,
+  kPeerHandback = 6,
 };
 
 // REFUSED's arg: why the daemon would not register this host application.
@@ -104,6 +112,7 @@ HostRecord RefusedRecord(HostRefusal why);
 HostRecord PeerAttachedRecord(const Occupancy& occupancy, uint32_t fd_count);
 HostRecord PeerRecoveringRecord(const Occupancy& occupancy, PeerDeparture departure);
 HostRecord RecoveryReadyRecord(const Occupancy& occupancy);
+HostRecord PeerHandbackRecord(const Occupancy& occupancy, uint32_t fd_count);
 
 std::array<uint8_t, kHostRecordSize> EncodeHostRecord(const HostRecord& record);
 
@@ -113,8 +122,8 @@ std::array<uint8_t, kHostRecordSize> EncodeHostRecord(const HostRecord& record);
 absl::StatusOr<HostRecord> DecodeHostRecord(HostControlSender sender,
                                             absl::Span<const uint8_t> bytes);
 
-// The descriptors a valid record carries (REGISTERED 1, PEER_ATTACHED its
-// arg, any other 0).
+// The descriptors a valid record carries (REGISTERED 1, PEER_ATTACHED and
+// PEER_HANDBACK their arg, any other 0).
 size_t HostRecordFdCount(const HostRecord& record);
 
 // ---- Unix stream transport -------------------------------------------------------

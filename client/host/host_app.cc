@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -39,27 +40,24 @@ std::chrono::milliseconds ToChrono(absl::Duration d) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& socket_path,
-                                                           HostAppOptions options) {
-  const shm::Deadline deadline = shm::DeadlineAfter(ToChrono(options.register_timeout));
+absl::StatusOr<HostApp::Connection> HostApp::Connect(const std::string& socket_path,
+                                                    absl::Duration timeout) {
+  const shm::Deadline deadline = shm::DeadlineAfter(ToChrono(timeout));
   absl::StatusOr<shm::UniqueFd> socket = shm::ConnectLocalSocket(socket_path, deadline);
   if (!socket.ok()) return socket.status();
   if (absl::Status sent = shm::SendAllBytes(socket->get(), shm::EncodeHostRequest()); !sent.ok()) {
     return shm::Annotate(sent, absl::StrCat("registering with shmhubd at ", socket_path));
   }
-  shm::UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop.valid()) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
-
   // The reader outlives this first record: PEER_ATTACHED records may follow
   // REGISTERED at once, and it never reads past the record it returns.
-  shm::HostRecordReader reader(shm::HostControlSender::kDaemon);
-  absl::StatusOr<shm::ReceivedHostRecord> reply = reader.ReadOneBefore(socket->get(), deadline);
+  auto reader = std::make_unique<shm::HostRecordReader>(shm::HostControlSender::kDaemon);
+  absl::StatusOr<shm::ReceivedHostRecord> reply = reader->ReadOneBefore(socket->get(), deadline);
   if (!reply.ok()) {
     if (shm::ShmErrcOf(reply.status()) == shm::ShmErrc::kIo &&
         std::chrono::steady_clock::now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "shmhubd at ", socket_path, " did not answer the registration within ",
-          absl::FormatDuration(options.register_timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat("shmhubd at ", socket_path, " did not answer the registration within ",
+                       absl::FormatDuration(timeout)));
     }
     return shm::Annotate(reply.status(), absl::StrCat("registering with shmhubd at ", socket_path));
   }
@@ -78,23 +76,36 @@ absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& so
                          absl::StrCat("shmhubd at ", socket_path,
                                       " sent a peer record before REGISTERED"));
   }
+  return Connection{.socket = *std::move(socket),
+                    .reader = std::move(reader),
+                    .segment = std::move(reply->fds[0])};
+}
+
+absl::StatusOr<std::unique_ptr<HostApp>> HostApp::Register(const std::string& socket_path,
+                                                           HostAppOptions options) {
+  absl::StatusOr<Connection> connection = Connect(socket_path, options.register_timeout);
+  if (!connection.ok()) return connection.status();
+  shm::UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop.valid()) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   absl::StatusOr<std::unique_ptr<shm::Segment>> segment =
-      shm::Segment::AttachFd(reply->fds[0].get());
+      shm::Segment::AttachFd(connection->segment.get());
   if (!segment.ok()) {
     return shm::Annotate(segment.status(),
-                    absl::StrCat("mapping the segment shmhubd at ", socket_path, " sent"));
+                         absl::StrCat("mapping the segment shmhubd at ", socket_path, " sent"));
   }
-  std::unique_ptr<HostApp> app(
-      new HostApp(*std::move(socket), std::move(stop), *std::move(segment), std::move(options)));
+  std::unique_ptr<HostApp> app(new HostApp(socket_path, *std::move(connection), std::move(stop),
+                                           *std::move(segment), std::move(options)));
   // Nothing but the first record has been read, so the thread's reader
   // starts at a record boundary.
   app->thread_ = std::thread([raw = app.get()] { raw->Run(); });
   return app;
 }
 
-HostApp::HostApp(shm::UniqueFd socket, shm::UniqueFd stop, std::unique_ptr<shm::Segment> segment,
-                 HostAppOptions options)
-    : socket_(std::move(socket)),
+HostApp::HostApp(std::string socket_path, Connection connection, shm::UniqueFd stop,
+                 std::unique_ptr<shm::Segment> segment, HostAppOptions options)
+    : socket_path_(std::move(socket_path)),
+      socket_(std::move(connection.socket)),
+      reader_(std::move(connection.reader)),
       stop_(std::move(stop)),
       segment_(std::move(segment)),
       options_(std::move(options)) {}
@@ -131,6 +142,11 @@ size_t HostApp::abandoned_handshakes() const {
   return abandoned_;
 }
 
+size_t HostApp::reconnections() const {
+  absl::MutexLock lock(&mu_);
+  return reconnections_;
+}
+
 void HostApp::Push(HostEvent event) {
   absl::MutexLock lock(&mu_);
   events_.push_back(std::move(event));
@@ -146,24 +162,88 @@ void HostApp::Run() {
       return;
     }
     if (polled[1].revents != 0) return;  // the destructor
-    if (polled[0].revents != 0) {
-      while (true) {
-        absl::StatusOr<std::optional<shm::ReceivedHostRecord>> next =
-            reader_.ReadOne(socket_.get());
-        absl::Status handled = next.ok() ? absl::OkStatus() : next.status();
-        if (handled.ok() && !next->has_value()) break;
-        if (handled.ok()) handled = OnRecord(**std::move(next));
-        if (!handled.ok()) {
-          EndWith(handled);
-          return;
-        }
-      }
-    }
-    if (absl::Status advanced = AdvanceHandshakes(); !advanced.ok()) {
-      EndWith(advanced);
+    absl::Status status = polled[0].revents != 0 ? ReadRecords() : absl::OkStatus();
+    if (status.ok()) status = AdvanceHandshakes();
+    if (status.ok()) continue;
+    // A hang-up or a broken socket is the daemon going away; a record that
+    // breaks the protocol is this daemon's fault, and ends it all.
+    const shm::ShmErrc errc = shm::ShmErrcOf(status);
+    const bool daemon_went = errc == shm::ShmErrc::kHostControlClosed ||
+                             errc == shm::ShmErrc::kHostRecordTruncated ||
+                             errc == shm::ShmErrc::kIo;
+    if (!daemon_went || !Reconnect(status)) {
+      if (!daemon_went) EndWith(status);
       return;
     }
   }
+}
+
+absl::Status HostApp::ReadRecords() {
+  while (true) {
+    absl::StatusOr<std::optional<shm::ReceivedHostRecord>> next = reader_->ReadOne(socket_.get());
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) return absl::OkStatus();
+    if (absl::Status handled = OnRecord(**std::move(next)); !handled.ok()) return handled;
+  }
+}
+
+bool HostApp::Reconnect(const absl::Status& why) {
+  socket_.Reset();
+  absl::Duration backoff = options_.reconnect_backoff;
+  while (true) {
+    // host_goodbye: the daemon stopped for good and the guests are leaving.
+    if (segment_->HostGoodbye()) {
+      EndWith(why);
+      return false;
+    }
+    struct pollfd stop = {stop_.get(), POLLIN, 0};
+    const int wait_ms = static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(backoff)));
+    if (::poll(&stop, 1, wait_ms) > 0) return false;  // the destructor
+    backoff = std::min(backoff * 2, options_.max_reconnect_backoff);
+    absl::StatusOr<Connection> connection = Connect(socket_path_, options_.register_timeout);
+    if (!connection.ok()) {
+      // Another host application took over: this one has nothing to serve.
+      if (connection.status().code() == absl::StatusCode::kAlreadyExists) {
+        EndWith(connection.status());
+        return false;
+      }
+      continue;  // nobody listens yet, or it is still starting or stopping
+    }
+    struct stat ours {};
+    struct stat theirs {};
+    if (::fstat(segment_->fd(), &ours) != 0 || ::fstat(connection->segment.get(), &theirs) != 0 ||
+        ours.st_dev != theirs.st_dev || ours.st_ino != theirs.st_ino) {
+      EndWith(absl::FailedPreconditionError(absl::StrCat(
+          "shmhubd at ", socket_path_,
+          " serves a new segment (the old one was reset or replaced): every link to the old "
+          "one is closed; register again to serve the new one")));
+      return false;
+    }
+    socket_ = std::move(connection->socket);
+    reader_ = std::move(connection->reader);
+    if (absl::Status handed = HandBackLinks(); !handed.ok()) {
+      socket_.Reset();
+      continue;  // it went again: start over
+    }
+    absl::MutexLock lock(&mu_);
+    ++reconnections_;
+    return true;
+  }
+}
+
+absl::Status HostApp::HandBackLinks() {
+  for (const auto& [peer_id, served] : served_) {
+    std::vector<int> fds;
+    for (const shm::UniqueFd& fd : served.handback) fds.push_back(fd.get());
+    const shm::HostRecord record = shm::PeerHandbackRecord(
+        {peer_id, served.epoch}, static_cast<uint32_t>(fds.size()));
+    if (absl::Status sent =
+            shm::SendHostRecord(socket_.get(), record, fds, shm::DeadlineAfter(kSendTimeout));
+        !sent.ok()) {
+      return shm::Annotate(sent, "handing links back to shmhubd");
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status HostApp::OnRecord(shm::ReceivedHostRecord received) {
@@ -180,6 +260,12 @@ absl::Status HostApp::OnRecord(shm::ReceivedHostRecord received) {
 
 absl::Status HostApp::OnPeerAttached(const shm::HostRecord& record,
                                      std::vector<shm::UniqueFd> fds) {
+  // A new daemon announces every attached guest, this one's links too: the
+  // link keeps serving, and the copies it sent are not needed.
+  if (auto same = served_.find(record.peer_id);
+      same != served_.end() && same->second.epoch == record.epoch) {
+    return absl::OkStatus();
+  }
   // The daemon ends an occupancy before it announces the slot's next one;
   // should a record have been lost, the old link must not serve the new.
   if (auto old = served_.find(record.peer_id); old != served_.end()) {
@@ -194,7 +280,13 @@ absl::Status HostApp::OnPeerAttached(const shm::HostRecord& record,
   }
   std::optional<shm::Doorbell> doorbell;
   shm::UniqueFd mapping_control;
+  std::vector<shm::UniqueFd> handback;
   if (fds.size() == shm::kPeerAttachedFdCount) {
+    for (const shm::UniqueFd& fd : fds) {
+      absl::StatusOr<shm::UniqueFd> copy = shm::DupCloexec(fd.get());
+      if (!copy.ok()) return shm::Annotate(copy.status(), "keeping a copy of a peer's sockets");
+      handback.push_back(*std::move(copy));
+    }
     doorbell.emplace(shm::DoorbellEnd::kHost, std::move(fds[0]));
     mapping_control = std::move(fds[1]);
   }
@@ -205,7 +297,8 @@ absl::Status HostApp::OnPeerAttached(const shm::HostRecord& record,
   // between two scans); PEER_RECOVERING follows and is answered at once.
   if (!link.ok()) return absl::OkStatus();
   std::shared_ptr<RingLink> shared = *std::move(link);
-  served_[record.peer_id] = Served{.epoch = record.epoch, .link = shared};
+  served_[record.peer_id] =
+      Served{.epoch = record.epoch, .link = shared, .handback = std::move(handback)};
   Push(HostEvent{.kind = HostEventKind::kPeerAttached,
                  .peer_id = record.peer_id,
                  .epoch = record.epoch,
@@ -284,9 +377,9 @@ void HostApp::EndWith(const absl::Status& why) {
   for (Handshake& handshake : handshakes_) handshake.link->Close();
   const absl::Status gone =
       shm::ShmErrcOf(why) == shm::ShmErrc::kHostControlClosed
-          ? absl::UnavailableError("shmhubd closed the host application's connection (it shut "
-                                   "down or died)")
-          : shm::Annotate(why, "the connection to shmhubd broke");
+          ? absl::UnavailableError("shmhubd closed the host application's connection and said "
+                                   "goodbye (host_goodbye is set: it stopped for good)")
+          : shm::Annotate(why, "the connection to shmhubd ended");
   absl::MutexLock lock(&mu_);
   status_ = gone;
   events_.push_back(HostEvent{.kind = HostEventKind::kDaemonGone,

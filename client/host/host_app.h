@@ -24,11 +24,23 @@
 // once, on the HostApp's thread, and do not depend on the application
 // reading its events.
 //
-// Daemon death: the connection's hang-up (a shmhubd that shut down, or
-// died) closes every link (CANCELLED) and ends the event stream with
-// kDaemonGone; status() then says why. Nobody recovers these guests any
-// more: destroy the HostApp (unmapping the segment) and register again with
-// the next daemon.
+// Daemon restarts: when the connection hangs up but the segment's
+// host_goodbye is not set (the daemon crashed, was killed, or stopped with
+// --stop_mode=handover), the HostApp keeps every link and every frame in
+// flight and registers again with whatever daemon next listens at the
+// socket path, retrying with backoff (reconnect_backoff, doubling up to
+// max_reconnect_backoff). Once registered, it hands back every link it
+// serves (PEER_HANDBACK, with copies of the doorbell and mapping-control
+// host ends it was given), so the new daemon watches those guests'
+// doorbells again and announces nothing twice; reconnections() counts
+// these. The application sees no event: the links never stopped.
+//
+// The end, with kDaemonGone (every link closed, CANCELLED; status() says
+// why): host_goodbye is set (a goodbye stop: the guests are leaving); the
+// daemon that answers serves another segment (it was reset or replaced:
+// "register again" to serve the new one); or another host application
+// registered meanwhile. Destroy the HostApp then, and register again if
+// there is a daemon to serve.
 //
 // One HostApp per daemon: a second registration, from this process or any
 // other, is refused (ALREADY_EXISTS) while one is registered. If this
@@ -78,6 +90,10 @@ struct HostAppOptions {
   absl::Duration release_timeout = absl::Seconds(30);
   // How often a handshake re-checks the views while it waits.
   absl::Duration release_poll = absl::Milliseconds(1);
+  // After the daemon's connection hangs up: the first wait before
+  // registering again, doubled after each failed try up to the maximum.
+  absl::Duration reconnect_backoff = absl::Milliseconds(10);
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
   // For every HostLink.
   LinkOptions link_options;
 };
@@ -126,6 +142,8 @@ class HostApp {
   // Recoveries this HostApp gave up acknowledging (views still held when
   // the daemon went ahead, or after release_timeout).
   size_t abandoned_handshakes() const;
+  // How many times it registered again with a new daemon.
+  size_t reconnections() const;
 
  private:
   // A departing peer whose views the application still holds.
@@ -137,11 +155,32 @@ class HostApp {
   struct Served {
     uint32_t epoch = 0;
     std::shared_ptr<RingLink> link;
+    // Copies of the host ends the daemon gave for the link (none for a
+    // guest attached by path), handed back to a new daemon.
+    std::vector<shm::UniqueFd> handback;
   };
+  // A registered connection: REGISTERED read, nothing after it.
+  struct Connection {
+    shm::UniqueFd socket;
+    std::unique_ptr<shm::HostRecordReader> reader;
+    shm::UniqueFd segment;  // the descriptor REGISTERED carried
+  };
+  // Connects, sends SHH1 and reads REGISTERED within `timeout`.
+  static absl::StatusOr<Connection> Connect(const std::string& socket_path,
+                                            absl::Duration timeout);
 
-  HostApp(shm::UniqueFd socket, shm::UniqueFd stop, std::unique_ptr<shm::Segment> segment,
-          HostAppOptions options);
+  HostApp(std::string socket_path, Connection connection, shm::UniqueFd stop,
+          std::unique_ptr<shm::Segment> segment, HostAppOptions options);
   void Run();
+  // Reads and handles what the daemon sent; an error ends the connection.
+  absl::Status ReadRecords();
+  // The daemon's connection ended (`why`): registers again with the next
+  // daemon and hands the links back. False when the HostApp is done: it
+  // was destroyed meanwhile, or it ended (EndWith) for one of the reasons
+  // in the header.
+  bool Reconnect(const absl::Status& why);
+  // Sends PEER_HANDBACK for every link served.
+  absl::Status HandBackLinks();
   // Handles one record from the daemon; an error ends the connection.
   absl::Status OnRecord(shm::ReceivedHostRecord received);
   absl::Status OnPeerAttached(const shm::HostRecord& record, std::vector<shm::UniqueFd> fds);
@@ -157,11 +196,13 @@ class HostApp {
   // The connection ended: close everything, tell the application.
   void EndWith(const absl::Status& why);
 
-  const shm::UniqueFd socket_;
+  const std::string socket_path_;
+  // The thread's; replaced when it registers again.
+  shm::UniqueFd socket_;
+  std::unique_ptr<shm::HostRecordReader> reader_;
   const shm::UniqueFd stop_;  // eventfd: the destructor wakes the thread
   const std::unique_ptr<shm::Segment> segment_;
   const HostAppOptions options_;
-  shm::HostRecordReader reader_{shm::HostControlSender::kDaemon};
 
   // The thread's own state.
   std::map<uint32_t, Served> served_;  // by peer id
@@ -171,6 +212,7 @@ class HostApp {
   std::deque<HostEvent> events_ ABSL_GUARDED_BY(mu_);
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   size_t abandoned_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t reconnections_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread thread_;
 };

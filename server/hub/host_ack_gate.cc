@@ -23,6 +23,7 @@ void HostAckGate::Queue(const shm::HostRecord& record) {
 
 void HostAckGate::Register() {
   registered_ = true;
+  expect_host_until_ns_ = 0;
   notices_.clear();
 }
 
@@ -59,8 +60,28 @@ void HostAckGate::Orphan(const shm::Occupancy& occupancy) {
   *slot = Slot{.phase = Phase::kOrphaned, .epoch = occupancy.epoch, .deadline_ns = 0};
 }
 
+void HostAckGate::ExpectHostUntil(uint64_t deadline_ns) { expect_host_until_ns_ = deadline_ns; }
+
+bool HostAckGate::Known(const shm::Occupancy& occupancy) {
+  Slot* slot = SlotOf(occupancy.peer_id);
+  if (slot == nullptr || !registered_) return false;
+  if (slot->epoch != occupancy.epoch || slot->phase == Phase::kUnknown) {
+    // Announced already in effect: the host serves it.
+    *slot = Slot{.phase = Phase::kAnnounced, .epoch = occupancy.epoch, .deadline_ns = 0};
+  }
+  return true;
+}
+
+void HostAckGate::Disown(const shm::Occupancy& occupancy) {
+  if (SlotOf(occupancy.peer_id) == nullptr || !registered_) return;
+  Queue(shm::PeerRecoveringRecord(occupancy, shm::PeerDeparture::kVanished));
+}
+
 HostAckGate::Verdict HostAckGate::BeginRecovery(const shm::Occupancy& occupancy,
                                                shm::PeerDeparture departure, uint64_t now_ns) {
+  // A host application that served the adopted guests may come back: no
+  // recovery frees what it may still hold before it had the time to.
+  if (!registered_ && now_ns < expect_host_until_ns_) return Verdict::kWait;
   Slot* slot = SlotOf(occupancy.peer_id);
   if (slot == nullptr || slot->epoch != occupancy.epoch) return Verdict::kRecoverNow;
   switch (slot->phase) {

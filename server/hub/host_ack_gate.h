@@ -72,6 +72,19 @@ class HostAckGate {
   // (its doorbell was shut down): it is never announced to a later host.
   void Orphan(const shm::Occupancy& occupancy);
 
+  // A host application that served the segment under an earlier daemon may
+  // register until CLOCK_MONOTONIC `deadline_ns`: until it does, or then,
+  // every recovery waits (BeginRecovery says kWait), so nothing it may still
+  // hold is freed under it.
+  void ExpectHostUntil(uint64_t deadline_ns);
+  // The registered host says it serves `occupancy` (PEER_HANDBACK): it is
+  // known as if announced, with no PEER_ATTACHED sent. False with no host
+  // registered.
+  bool Known(const shm::Occupancy& occupancy);
+  // The registered host says it serves `occupancy`, which has ended: it is
+  // told PEER_RECOVERING(kVanished), and nothing is awaited.
+  void Disown(const shm::Occupancy& occupancy);
+
   enum class Verdict {
     kRecoverNow,  // the host does not know the occupancy, or has acknowledged
     kWait,        // PEER_RECOVERING is out; the acknowledgement is awaited
@@ -110,6 +123,7 @@ class HostAckGate {
   const uint64_t ack_timeout_ns_;
   std::vector<Slot> slots_;  // slots_[i] is peer i + 1
   bool registered_ = false;
+  uint64_t expect_host_until_ns_ = 0;
   std::vector<shm::HostRecord> notices_;
   std::function<void()> on_notice_;
 };

@@ -239,10 +239,16 @@ PeerHub::PeerHub(const HubConfig& config, EventJournal* journal, HubMetrics* met
           std::max(restored->second.epoch(), restored->second.epoch_floor());
     }
     if (adopted_) {
+      host_gate_.ExpectHostUntil(adopted_at_ns_ + ToNs(config_.host_ack_timeout));
       // The occupancy the segment holds now is one a predecessor served; it
       // continues from what the predecessor published of it, and the scans
       // publish what changed while no daemon ran.
       if (restored != restore.slots.end()) RestoreSlot(restored->second, &record);
+      // Nothing in this process watches its fds yet: the local socket
+      // re-arms the process detector (AdoptedLocalGuests) and the host
+      // application's handback the doorbell.
+      record.process_watched = false;
+      record.doorbell_watched = false;
       record.adopted_epoch = EntryOf(peer_id).Epoch();
       continue;
     }

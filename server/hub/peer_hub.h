@@ -191,6 +191,17 @@ class PeerHub {
                         absl::Duration since);
   // Whether the slot is still occupied by `occupancy`.
   bool IsCurrentOccupancy(const shm::Occupancy& occupancy) const;
+  // The local guests an earlier daemon recorded, in occupancies this hub
+  // adopted: their process, by pid and start time, for the local socket to
+  // watch again (RearmProcessDetector) or report gone (OnLocalGuestGone).
+  struct AdoptedLocalGuest {
+    shm::Occupancy occupancy;
+    uint32_t pid = 0;
+    uint64_t pid_start_time = 0;
+  };
+  std::vector<AdoptedLocalGuest> AdoptedLocalGuests() const;
+  // A pidfd of the adopted guest's process is polled again.
+  void RearmProcessDetector(const shm::Occupancy& occupancy);
 
   // ---- The data-plane host application (peer_hub_host.cc; the protocol is
   // docs/host-protocol.md, the bookkeeping HostAckGate). LocalSocketServer
@@ -211,6 +222,12 @@ class PeerHub {
   // RECOVERY_READY from the host: the recovery of `occupancy` runs now if it
   // was waiting for it; anything else is ignored.
   void OnHostRecoveryReady(const shm::Occupancy& occupancy);
+  // PEER_HANDBACK from the registered host: it served `occupancy` under an
+  // earlier daemon and still does. True when that occupancy is still here
+  // (Attached, or found dead at adoption and waiting for its recovery): it
+  // is then known to the host, and with `with_doorbell` its doorbell is
+  // watched again. False when it has ended: the host is told to drop it.
+  bool OnHostHandback(const shm::Occupancy& occupancy, bool with_doorbell);
   // The records owed to the host since the last call, in order
   // (PEER_ATTACHED with arg 0: the caller adds the fds it holds).
   std::vector<shm::HostRecord> TakeHostNotices();

@@ -78,6 +78,21 @@ void PeerHub::OnHostRecoveryReady(const shm::Occupancy& occupancy) {
   RecoverAndPublish(*record).IgnoreError();  // failures are logged inside and retried
 }
 
+bool PeerHub::OnHostHandback(const shm::Occupancy& occupancy, bool with_doorbell) {
+  MutationLock lock(this);
+  if (shutting_down_) return false;
+  SlotRecord* record = FindHolder(occupancy);
+  if (record == nullptr || record->state == v1::PEER_STATE_RESERVED) {
+    host_gate_.Disown(occupancy);
+    Log(LogLevel::kInfo, absl::StrCat(occupancy.ToString(), ": the host application handed back "
+                                      "a link to an occupancy that has ended; told it to drop it"));
+    return false;
+  }
+  if (!host_gate_.Known(occupancy)) return false;
+  if (with_doorbell && record->state == v1::PEER_STATE_ATTACHED) record->doorbell_watched = true;
+  return true;
+}
+
 std::vector<shm::HostRecord> PeerHub::TakeHostNotices() {
   absl::MutexLock lock(&mu_);
   return host_gate_.TakeNotices();

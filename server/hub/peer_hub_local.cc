@@ -111,6 +111,23 @@ void PeerHub::OnLocalGuestGone(const shm::Occupancy& occupancy, v1::Detector det
   }
 }
 
+std::vector<PeerHub::AdoptedLocalGuest> PeerHub::AdoptedLocalGuests() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<AdoptedLocalGuest> guests;
+  for (const SlotRecord& record : slots_) {
+    if (record.occupied() && record.FoundAtAdoption() && record.pid != 0 &&
+        record.pid_start_time != 0) {
+      guests.push_back({record.occupancy(), record.pid, record.pid_start_time});
+    }
+  }
+  return guests;
+}
+
+void PeerHub::RearmProcessDetector(const shm::Occupancy& occupancy) {
+  MutationLock lock(this);
+  if (SlotRecord* record = FindHolder(occupancy); record != nullptr) record->process_watched = true;
+}
+
 bool PeerHub::IsCurrentOccupancy(const shm::Occupancy& occupancy) const {
   absl::MutexLock lock(&mu_);
   const SlotRecord* record = FindRecord(occupancy.peer_id);

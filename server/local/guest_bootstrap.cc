@@ -35,6 +35,7 @@ std::optional<WatchedGuest> BootstrapGuest(PeerHub& hub, Handshake& handshake,
   LocalGuest guest;
   guest.session_id = request.session_id;
   guest.pid = handshake.who.pid;
+  guest.pid_start_time = handshake.who.start_time;
   guest.uid = handshake.who.uid;
   guest.process_watched = handshake.who.pidfd.valid();
   const int connection = handshake.connection.get();

@@ -34,16 +34,16 @@ absl::Status HostConnection::Flush() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<shm::HostRecord>> HostConnection::ReadAvailable() {
-  std::vector<shm::HostRecord> records;
+absl::StatusOr<std::vector<shm::ReceivedHostRecord>> HostConnection::ReadAvailable() {
+  std::vector<shm::ReceivedHostRecord> records;
   // Bounded, so a host that writes without pause cannot hold the loop; the
   // rest is still readable at the next poll.
   while (records.size() < kMaxReadPerCall) {
     absl::StatusOr<std::optional<shm::ReceivedHostRecord>> next = reader_.ReadOne(socket_.get());
     if (!next.ok()) return next.status();
     if (!next->has_value()) return records;
-    // The decoder admits only what a host sends: RECOVERY_READY, no fds.
-    records.push_back((*next)->record);
+    // The decoder admits only what a host sends, with the fds it carries.
+    records.push_back(**std::move(next));
   }
   return records;
 }

@@ -50,10 +50,10 @@ class HostConnection {
   absl::Status Flush();
   bool wants_write() const { return !queue_.empty(); }
 
-  // The RECOVERY_READY records that have arrived, at most kMaxReadPerCall.
-  // An error means the host is gone (kHostControlClosed) or broke the
-  // protocol.
-  absl::StatusOr<std::vector<shm::HostRecord>> ReadAvailable();
+  // The records that have arrived (RECOVERY_READY, PEER_HANDBACK with its
+  // descriptors), at most kMaxReadPerCall. An error means the host is gone
+  // (kHostControlClosed) or broke the protocol.
+  absl::StatusOr<std::vector<shm::ReceivedHostRecord>> ReadAvailable();
 
   // Far more than a host that reads at all ever lets pile up: a few records
   // per guest slot.

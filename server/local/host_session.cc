@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "server/base/log.h"
+#include "shm/doorbell.h"
 #include "shm/host_control.h"
 #include "shm/poll_fd.h"
 
@@ -78,13 +79,11 @@ void HostSession::HandleEvents(const PollSet& polled) {
     if (polled.revents(*connection_index_ + 1) != 0) {
       Drop("its process exited");
     } else if ((connection_events & ~POLLOUT) != 0) {
-      absl::StatusOr<std::vector<shm::HostRecord>> acks = host_->ReadAvailable();
-      if (!acks.ok()) {
-        Drop(std::string(acks.status().message()));
+      absl::StatusOr<std::vector<shm::ReceivedHostRecord>> records = host_->ReadAvailable();
+      if (!records.ok()) {
+        Drop(std::string(records.status().message()));
       } else {
-        for (const shm::HostRecord& ack : *acks) {
-          hub_->OnHostRecoveryReady(shm::Occupancy{ack.peer_id, ack.epoch});
-        }
+        for (shm::ReceivedHostRecord& received : *records) OnHostRecord(std::move(received));
       }
     }
     if (host_.has_value() && (connection_events & POLLOUT) != 0) {
@@ -95,6 +94,21 @@ void HostSession::HandleEvents(const PollSet& polled) {
   }
   connection_index_.reset();
   if (polled.revents(notices_index_) != 0) DeliverNotices();
+}
+
+void HostSession::OnHostRecord(shm::ReceivedHostRecord received) {
+  const shm::Occupancy occupancy = received.record.occupancy();
+  if (received.record.type == shm::HostRecordType::kRecoveryReady) {
+    hub_->OnHostRecoveryReady(occupancy);
+    return;
+  }
+  // PEER_HANDBACK: a host application that served this guest under an
+  // earlier daemon; with its copies of the host ends, the doorbell is
+  // watched again.
+  if (!hub_->OnHostHandback(occupancy, received.fds.size() == shm::kPeerAttachedFdCount)) return;
+  if (received.fds.size() != shm::kPeerAttachedFdCount) return;
+  guests_->Rewatch(occupancy, shm::Doorbell(shm::DoorbellEnd::kHost, std::move(received.fds[0])),
+                   std::move(received.fds[1]));
 }
 
 void HostSession::WakeForNotices() const {

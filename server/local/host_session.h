@@ -8,6 +8,8 @@
 //     PEER_ATTACHED with copies of the guest's host ends (WatchedGuests),
 //     PEER_RECOVERING
 //   RECOVERY_READY read --> PeerHub::OnHostRecoveryReady
+//   PEER_HANDBACK read (a host that served these guests under an earlier
+//     daemon) --> PeerHub::OnHostHandback; its doorbell is watched again
 //   connection hangs up, its process exits, or it breaks the protocol
 //     --> the doorbells shared with it are shut (WatchedGuests::CutOffFromHost),
 //         PeerHub::UnregisterHost; a new host application may register
@@ -32,6 +34,7 @@
 #include "server/local/host_connection.h"
 #include "server/local/poll_set.h"
 #include "server/local/watched_guests.h"
+#include "shm/host_control.h"
 #include "shm/unique_fd.h"
 
 namespace shmhub::server {
@@ -67,6 +70,8 @@ class HostSession {
  private:
   // Takes the owed records from PeerHub and queues them for the host.
   void DeliverNotices();
+  // RECOVERY_READY, or PEER_HANDBACK with the host ends it carries.
+  void OnHostRecord(shm::ReceivedHostRecord received);
   // The host application is gone (`why`).
   void Drop(const std::string& why);
 

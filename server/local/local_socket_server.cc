@@ -51,8 +51,28 @@ absl::StatusOr<std::unique_ptr<LocalSocketServer>> LocalSocketServer::Start(
   std::unique_ptr<LocalSocketServer> server(
       new LocalSocketServer(*std::move(listener), std::move(wake), std::move(notices), hub));
   hub->SetHostNoticeCallback([host = &server->host_] { host->WakeForNotices(); });
+  server->WatchAdoptedGuests();
   server->thread_ = std::thread([raw = server.get()] { raw->Run(); });
   return server;
+}
+
+void LocalSocketServer::WatchAdoptedGuests() {
+  for (const PeerHub::AdoptedLocalGuest& adopted : hub_->AdoptedLocalGuests()) {
+    absl::StatusOr<shm::UniqueFd> pidfd =
+        OpenProcessIfStillIt(adopted.pid, adopted.pid_start_time);
+    if (!pidfd.ok()) {
+      Log(LogLevel::kWarning, absl::StrCat("local socket: the guest of ",
+                                           adopted.occupancy.ToString(), " died while no shmhubd "
+                                           "ran: ", pidfd.status().message()));
+      hub_->OnLocalGuestGone(adopted.occupancy, v1::DETECTOR_PROCESS_EXIT, absl::ZeroDuration());
+      continue;
+    }
+    hub_->RearmProcessDetector(adopted.occupancy);
+    guests_.Add(WatchedGuest{.occupancy = adopted.occupancy,
+                             .doorbell = shm::Doorbell(shm::DoorbellEnd::kHost, shm::UniqueFd()),
+                             .pidfd = *std::move(pidfd),
+                             .mapping_control = {}});
+  }
 }
 
 void LocalSocketServer::Stop(StopKind kind) {

@@ -100,6 +100,9 @@ class LocalSocketServer {
   // The loop: every turn polls each part's descriptors and hands each part
   // its events.
   void Run();
+  // Before the loop starts: watches again the processes of the local guests
+  // an adopted segment holds, and reports those that died meanwhile.
+  void WatchAdoptedGuests();
   // Serves the handshakes whose request is complete.
   void ServeHandshakes(const PollSet& polled, absl::Time now);
   // Accepts every pending connection into the handshake table.

@@ -13,6 +13,7 @@
 #define SHMHUB_SERVER_LOCAL_PEER_CREDENTIALS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,9 @@ struct PeerCredentials {
   uint32_t pid = 0;  // in our PID namespace; 0 when the peer's is not visible
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // /proc/<pid>/stat's start time (field 22), which with the pid names the
+  // process for good; 0 when unknown.
+  uint64_t start_time = 0;
   shm::UniqueFd pidfd;  // invalid when the kernel could give none
 
   // "pid 123 uid 1000" (or "pid unknown uid 1000"), for logs and owners.
@@ -34,6 +38,14 @@ struct PeerCredentials {
 // has no credentials (it is not a connected Unix socket); a missing pidfd
 // is not an error.
 absl::StatusOr<PeerCredentials> ReadPeerCredentials(int connected_socket);
+
+// /proc/<pid>/stat's start time, in clock ticks since boot; nothing when the
+// process is not visible.
+std::optional<uint64_t> ProcessStartTime(uint32_t pid);
+// A pidfd of `pid` if that pid still names the process that started at
+// `start_time` (a guest recorded by an earlier daemon); NOT_FOUND saying
+// why not (it exited, or the pid now names another process).
+absl::StatusOr<shm::UniqueFd> OpenProcessIfStillIt(uint32_t pid, uint64_t start_time);
 
 }  // namespace shmhub::server
 

@@ -54,6 +54,22 @@ void WatchedGuests::HandleEvents(const PollSet& polled, absl::Time noticed) {
   polled_count_ = 0;
 }
 
+void WatchedGuests::Rewatch(const shm::Occupancy& occupancy, shm::Doorbell doorbell,
+                            shm::UniqueFd mapping_control) {
+  for (WatchedGuest& guest : guests_) {
+    if (guest.occupancy != occupancy) continue;
+    guest.doorbell = std::move(doorbell);
+    guest.mapping_control = std::move(mapping_control);
+    guest.shared_with_host = true;
+    return;
+  }
+  guests_.push_back(WatchedGuest{.occupancy = occupancy,
+                                 .doorbell = std::move(doorbell),
+                                 .pidfd = {},
+                                 .mapping_control = std::move(mapping_control),
+                                 .shared_with_host = true});
+}
+
 std::vector<shm::UniqueFd> WatchedGuests::ShareWithHost(const shm::Occupancy& occupancy) {
   std::vector<shm::UniqueFd> fds;
   for (WatchedGuest& guest : guests_) {

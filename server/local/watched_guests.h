@@ -50,6 +50,12 @@ class WatchedGuests {
   WatchedGuests& operator=(const WatchedGuests&) = delete;
 
   void Add(WatchedGuest guest) { guests_.push_back(std::move(guest)); }
+  // The doorbell and mapping-control host ends of `occupancy`, handed back
+  // by the host application that kept them while no daemon ran: watched
+  // again (with the pidfd it may already be watched by), and shared with
+  // the host application.
+  void Rewatch(const shm::Occupancy& occupancy, shm::Doorbell doorbell,
+               shm::UniqueFd mapping_control);
 
   // Adds each guest's doorbell (POLLRDHUP) and pidfd (POLLIN); remembers
   // where.

@@ -99,6 +99,11 @@ TEST(HostControl, EveryValidRecordRoundTripsFromItsSender) {
   EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord({1, 1}, 2)), 2u);
   EXPECT_EQ(HostRecordFdCount(PeerAttachedRecord({1, 1}, 0)), 0u);
   EXPECT_EQ(HostRecordFdCount(RecoveryReadyRecord({1, 1})), 0u);
+  EXPECT_EQ(HostRecordFdCount(PeerHandbackRecord({1, 1}, 2)), 2u);
+  EXPECT_EQ(HostRecordFdCount(PeerHandbackRecord({1, 1}, 0)), 0u);
+  EXPECT_TRUE(DecodeHostRecord(HostControlSender::kHost,
+                               EncodeHostRecord(PeerHandbackRecord({3, 9}, 2)))
+                  .ok());
 }
 
 TEST(HostControl, HostileRecordsAreRefusedWithTheCheckThatFailed) {
@@ -118,7 +123,10 @@ TEST(HostControl, HostileRecordsAreRefusedWithTheCheckThatFailed) {
       {daemon, long_record, ShmErrc::kHostRecordTruncated},
       {daemon, {}, ShmErrc::kHostRecordTruncated},
       {daemon, Raw(0, 0, 0, 0), ShmErrc::kHostRecordUnknownType},
-      {daemon, Raw(6, 1, 1, 0), ShmErrc::kHostRecordUnknownType},
+      {daemon, Raw(7, 1, 1, 0), ShmErrc::kHostRecordUnknownType},
+      {daemon, Raw(6, 1, 1, 0), ShmErrc::kHostRecordWrongSender},
+      {host, Raw(6, 0, 1, 0), ShmErrc::kHostRecordBadField},
+      {host, Raw(6, 1, 1, 1), ShmErrc::kHostRecordBadField},
       {host, Raw(0xFFFFFFFF, 1, 1, 0), ShmErrc::kHostRecordUnknownType},
       {daemon, Raw(5, 1, 1, 0), ShmErrc::kHostRecordWrongSender},
       {host, Raw(3, 1, 1, 0), ShmErrc::kHostRecordWrongSender},

@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/link/ring_link.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shm/host_control.h"
 #include "shm/peer_table.h"
@@ -42,6 +43,8 @@
 
 namespace shmhub::client {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr std::chrono::milliseconds kWait{10'000};
 // A peer id no test attaches: the barrier of the file comment.
@@ -328,7 +331,7 @@ TEST_F(HostAppTest, HandshakeIsAbandonedWhenTheDaemonRecoversWithoutIt) {
   EXPECT_EQ(first->peer_id, kBarrierPeer) << "acknowledged a recovery it had given up";
 }
 
-TEST_F(HostAppTest, DaemonHangUpClosesTheLinksAndEndsTheEventsWithDaemonGone) {
+TEST_F(HostAppTest, ADaemonThatSaidGoodbyeAndHangsUpClosesTheLinksAndEndsWithDaemonGone) {
   absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
   ASSERT_TRUE(app.ok()) << app.status();
   Guest guest = AttachGuest();
@@ -336,13 +339,64 @@ TEST_F(HostAppTest, DaemonHangUpClosesTheLinksAndEndsTheEventsWithDaemonGone) {
   std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
   ASSERT_TRUE(attached.has_value());
 
+  segment_->SetHostGoodbye();
   daemon_.HangUp();
   std::optional<HostEvent> gone = Expect(**app, HostEventKind::kDaemonGone);
   ASSERT_TRUE(gone.has_value());
   EXPECT_EQ(gone->status.code(), absl::StatusCode::kUnavailable) << gone->status;
+  EXPECT_THAT(std::string(gone->status.message()), HasSubstr("host_goodbye"));
   EXPECT_EQ((*app)->status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(attached->link->Receive(absl::Now() + absl::Seconds(10)).status().code(),
             absl::StatusCode::kCancelled);
+}
+
+TEST_F(HostAppTest, ADaemonThatHangsUpWithoutGoodbyeIsRegisteredAgainAndGetsTheLinksBack) {
+  absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
+  ASSERT_TRUE(app.ok()) << app.status();
+  Guest guest = AttachGuest();
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
+  std::optional<HostEvent> attached = Expect(**app, HostEventKind::kPeerAttached);
+  ASSERT_TRUE(attached.has_value());
+
+  // The daemon dies (or hands over) and a new one listens on the same path.
+  daemon_.HangUp();
+  daemon_.AcceptRequest();
+  daemon_.Send(shm::RegisteredRecord(), {segment_->fd()});
+  absl::StatusOr<shm::HostRecord> handback = daemon_.Next();
+  ASSERT_TRUE(handback.ok()) << handback.status();
+  EXPECT_EQ(*handback, shm::PeerHandbackRecord({guest.peer_id, guest.epoch}, 0));
+  // The new daemon announces the guest again: nothing for the application.
+  daemon_.Send(shm::PeerAttachedRecord({guest.peer_id, guest.epoch}, 0));
+  EXPECT_FALSE((*app)->NextEvent(absl::Now() + absl::Milliseconds(200)).has_value());
+  EXPECT_TRUE((*app)->status().ok()) << (*app)->status();
+  EXPECT_EQ((*app)->reconnections(), 1u);
+  // The link never stopped.
+  const std::vector<uint8_t> hello = {'h', 'i'};
+  ASSERT_TRUE(guest.link->Send(hello, absl::Now() + absl::Seconds(10)).ok());
+  absl::StatusOr<ReceivedFrame> got = attached->link->Receive(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data().size(), hello.size());
+  got->Release();
+  // And the new daemon's PEER_RECOVERING is answered as before.
+  daemon_.Send(shm::PeerRecoveringRecord({guest.peer_id, guest.epoch}, shm::PeerDeparture::kLeft));
+  absl::StatusOr<shm::HostRecord> ack = daemon_.Next();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(*ack, shm::RecoveryReadyRecord({guest.peer_id, guest.epoch}));
+}
+
+TEST_F(HostAppTest, ADaemonThatComesBackWithAnotherSegmentEndsTheRegistrationAskingToRegisterAgain) {
+  absl::StatusOr<std::unique_ptr<HostApp>> app = Register();
+  ASSERT_TRUE(app.ok()) << app.status();
+  absl::StatusOr<std::unique_ptr<shm::Segment>> other =
+      shm::Segment::Create(dir_.File("other"), SmallConfig());
+  ASSERT_TRUE(other.ok()) << other.status();
+  daemon_.HangUp();
+  daemon_.AcceptRequest();
+  daemon_.Send(shm::RegisteredRecord(), {(*other)->fd()});
+  std::optional<HostEvent> gone = Expect(**app, HostEventKind::kDaemonGone);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(gone->status.code(), absl::StatusCode::kFailedPrecondition) << gone->status;
+  EXPECT_THAT(std::string(gone->status.message()), HasSubstr("register again"));
 }
 
 TEST_F(HostAppTest, DaemonRecordOnlyAHostSendsEndsTheRegistration) {
