@@ -11,10 +11,12 @@
 //   attached peer_id=N epoch=E
 //   echoing peer_id=N epoch=E          (after the first round came back whole)
 //   ok rounds=R frames=F bytes=B
-// Exit status: 0 when every round came back; 1 when the bootstrap fails, a
-// link call fails (the host application or the daemon went away; the
-// reason on stderr) or an echo differs; 2 for bad flags. SIGTERM/SIGINT
-// end the run after the current round (exit 0).
+//   host_goodbye peer_id=N epoch=E: ... (shmhubd stopped in order)
+// Exit status: 0 when every round came back, or when shmhubd stopped in
+// order (host_goodbye: a goodbye stop; a restart or handover changes
+// nothing); 1 when the bootstrap fails, a link call fails (the host
+// application went away; the reason on stderr) or an echo differs; 2 for
+// bad flags. SIGTERM/SIGINT end the run after the current round (exit 0).
 #include <signal.h>
 #include <time.h>
 
@@ -181,6 +183,11 @@ int main(int argc, char** argv) {
     uint64_t done = 0;
     while ((rounds == 0 || done < rounds) && !SignalPending(signals)) {
       if (absl::Status status = RunRound(**link, done, *sizes, timeout, &bytes); !status.ok()) {
+        // The daemon stopped in order (a goodbye stop): we leave in order.
+        if ((*guest)->HostGoodbye()) {
+          PrintLine("host_goodbye " + who + ": shmhubd stopped; leaving");
+          break;
+        }
         std::fprintf(stderr, "echo_guest: %s\n", Describe(status).c_str());
         exit_code = kExitFailed;
         break;
