@@ -156,8 +156,13 @@ class DaemonArgsProcessTest(unittest.TestCase):
         self.assertEqual(host.stop(signal.SIGTERM), 0, host.transcript())
 
     def assert_shmhubd_stops_cleanly(self, daemon):
+        """Every shipped configuration stops with --stop_mode=handover: exit 0,
+        the segment and its state log left for the next daemon, the path's
+        lock released and removed."""
         self.assertEqual(daemon.stop(signal.SIGTERM), 0, daemon.transcript())
-        self.assertFalse(os.path.exists(daemon.segment))
+        self.assertTrue(os.path.exists(daemon.segment), "handover removed the segment")
+        self.assertTrue(os.path.exists(daemon.segment + ".state"))
+        self.assertFalse(os.path.exists(daemon.segment + ".lock"))
 
     # --- the four argument lists ---------------------------------------------
 
