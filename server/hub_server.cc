@@ -1,5 +1,6 @@
 #include "server/hub_server.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <utility>
@@ -31,6 +32,8 @@ constexpr int kKeepaliveTimeMs = 30'000;
 constexpr int kKeepaliveTimeoutMs = 10'000;
 constexpr int kMinClientPingIntervalMs = 5'000;
 constexpr int kMaxPingStrikes = 2;
+// How long calls still open after the watch streams have ended get.
+constexpr absl::Duration kUnaryDrain = absl::Milliseconds(200);
 
 std::string RandomInstanceId() {
   absl::BitGen gen;
@@ -238,7 +241,11 @@ void HubServer::Shutdown() {
                                          " watchers did not take HOST_SHUTDOWN in time; "
                                          "cancelling their streams"));
   }
-  server_->Shutdown(absl::ToChronoTime(deadline));
+  // Every call still open now is a unary one, and the hub answers those in
+  // microseconds: a short drain is plenty. Waiting for the whole deadline
+  // would let an idle client connection hold the stop for the HTTP/2
+  // graceful GOAWAY's ping round trip (gRPC waits up to 20 s for its ack).
+  server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + kUnaryDrain)));
   server_->Wait();
   // Crashes keep being detected and recovered until the RPCs are drained.
   monitor_.reset();
