@@ -77,6 +77,18 @@ class ShmhubctlProcessTest : public ::testing::Test {
  protected:
   void SetUp() override { StartDaemon(); }
 
+  // `shmhubctl watch` sees a reservation made, then the daemon's goodbye
+  // stop (SIGTERM on the default --stop_mode); *watch is left following it.
+  void WatchAReservationThroughAGoodbyeStop(std::unique_ptr<SpawnedProcess>* watch) {
+    *watch = StartCtl({"watch", "--snapshot"});
+    ASSERT_TRUE((*watch)->WaitForLine("snapshot ").has_value()) << (*watch)->Stderr();
+    Reserve();
+    ASSERT_TRUE((*watch)->WaitForLine("RESERVED").has_value()) << (*watch)->Stderr();
+    daemon_->Signal(SIGTERM);
+    ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
+    ASSERT_TRUE((*watch)->WaitForLine("HOST_SHUTDOWN").has_value());
+  }
+
   // Starts shmhubd on `listen` and waits for its "listening on" line.
   void StartDaemon(const std::string& listen = "127.0.0.1:0") {
     absl::StatusOr<RunningHub> daemon = StartShmhubd(
@@ -253,13 +265,8 @@ TEST_F(ShmhubctlProcessTest, DaemonShutdownEndsWatchAndGuestInOrder) {
 }
 
 TEST_F(ShmhubctlProcessTest, WatchResumesWithoutResyncWhenTheDaemonComesBackWithItsState) {
-  std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot"});
-  ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
-  Reserve();
-  ASSERT_TRUE(watch->WaitForLine("RESERVED").has_value()) << watch->Stderr();
-  daemon_->Signal(SIGTERM);
-  ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
-  ASSERT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value());
+  std::unique_ptr<SpawnedProcess> watch;
+  ASSERT_NO_FATAL_FAILURE(WatchAReservationThroughAGoodbyeStop(&watch));
 
   // The same instance continues (its state log is beside the segment): the
   // watch resumes after its last event and hears the reservation end with
@@ -277,13 +284,8 @@ TEST_F(ShmhubctlProcessTest, WatchResumesWithoutResyncWhenTheDaemonComesBackWith
 }
 
 TEST_F(ShmhubctlProcessTest, WatchResyncsWhenTheDaemonComesBackWithoutItsState) {
-  std::unique_ptr<SpawnedProcess> watch = StartCtl({"watch", "--snapshot"});
-  ASSERT_TRUE(watch->WaitForLine("snapshot ").has_value()) << watch->Stderr();  // stream open
-  Reserve();
-  ASSERT_TRUE(watch->WaitForLine("RESERVED").has_value()) << watch->Stderr();
-  daemon_->Signal(SIGTERM);
-  ASSERT_EQ(daemon_->Wait(), 0) << daemon_->Stderr();
-  ASSERT_TRUE(watch->WaitForLine("HOST_SHUTDOWN").has_value());
+  std::unique_ptr<SpawnedProcess> watch;
+  ASSERT_NO_FATAL_FAILURE(WatchAReservationThroughAGoodbyeStop(&watch));
   ASSERT_EQ(::unlink((segment_ + ".state").c_str()), 0) << "no state log beside the segment";
 
   StartDaemon(hub_);
