@@ -107,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Guest>> Guest::Attach(const GuestOptions& options
   if ((*segment)->HostGoodbye()) {
     // Taking a slot now would only leave it for the next daemon to clean.
     return absl::UnavailableError(absl::StrCat("the host of ", segment_path,
-                                               " is shutting down (host_goodbye is set)"));
+                                               " stopped for good or replaced the segment "
+                                               "(host_goodbye is set)"));
   }
   shm::PeerTable peers = (*segment)->peers();
 

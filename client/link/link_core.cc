@@ -71,7 +71,8 @@ absl::Status LinkCore::CheckPeer() const {
   }
   if (segment_->HostGoodbye()) {
     return absl::UnavailableError(
-        absl::StrCat(name_, ": the host is shutting down (host_goodbye is set)"));
+        absl::StrCat(name_, ": the host stopped for good or replaced the segment (host_goodbye "
+                     "is set)"));
   }
   if (absl::Status pair = entry_.CheckPair(shm::PeerState::kAttached, epoch_); !pair.ok()) {
     return absl::UnavailableError(

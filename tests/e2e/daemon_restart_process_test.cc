@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "absl/time/time.h"
 #include "client/hub/event_watcher.h"
 #include "client/hub/hub_client.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "shmhub/v1/hub.pb.h"
 #include "tests/e2e/running_hub.h"
@@ -302,6 +305,77 @@ TEST_F(DaemonRestartProcessTest, PreRestartFencesFailOnASlotThatChangedHandsAndR
   EXPECT_GT(third->epoch(), second->epoch());
   EXPECT_EQ(hub_->ReleasePeer(second->peer_id(), second->epoch()).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DaemonRestartProcessTest, ALocalGuestsProcessIsWatchedAgainByItsPidAndStartTime) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  // No heartbeats: only the process detector can see these guests die.
+  GuestSlot survivor;
+  std::unique_ptr<SpawnedProcess> first = StartShmhubGuest(
+      dir_, {"--socket=" + socket_, "--heartbeat=false"}, "first.err", &survivor);
+  GuestSlot victim;
+  std::unique_ptr<SpawnedProcess> second = StartShmhubGuest(
+      dir_, {"--socket=" + socket_, "--heartbeat=false"}, "second.err", &victim);
+  KillDaemon();
+  // One dies while no daemon runs.
+  second->Signal(SIGKILL);
+  second->Wait();
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+
+  std::optional<v1::Peer> gone;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    gone = PeerOf(victim.peer_id);
+    if (gone.has_value() && gone->state() == v1::PEER_STATE_EMPTY) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(gone->state(), v1::PEER_STATE_EMPTY) << "the dead guest was not recovered";
+  EXPECT_EQ(gone->last_detector(), v1::DETECTOR_PROCESS_EXIT);
+
+  const std::optional<v1::Peer> alive = PeerOf(survivor.peer_id);
+  ASSERT_TRUE(alive.has_value());
+  EXPECT_EQ(alive->state(), v1::PEER_STATE_ATTACHED);
+  EXPECT_EQ(alive->epoch(), survivor.epoch);
+  EXPECT_THAT(alive->armed_detectors(), ::testing::Contains(v1::DETECTOR_PROCESS_EXIT));
+  // And the re-armed detector fires.
+  first->Signal(SIGKILL);
+  first->Wait();
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const std::optional<v1::Peer> peer = PeerOf(survivor.peer_id);
+    ASSERT_TRUE(peer.has_value());
+    if (peer->state() == v1::PEER_STATE_EMPTY) {
+      EXPECT_EQ(peer->last_detector(), v1::DETECTOR_PROCESS_EXIT);
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ADD_FAILURE() << "the re-armed process detector never fired";
+}
+
+TEST_F(DaemonRestartProcessTest, TwentyRestartsWithResetsInBetweenNeverIssueAPairTwice) {
+  std::set<std::pair<uint32_t, uint32_t>> issued;
+  v1::ReservePeerRequest request;
+  request.mutable_lease_ttl()->set_seconds(60);
+  for (int restart = 0; restart < 20; ++restart) {
+    // Every third daemon has another geometry, and so does the one after
+    // it: each of those resets the segment; the others adopt it.
+    const std::string guests = restart % 3 == 2 ? "--max_guests=3" : "--max_guests=4";
+    ASSERT_NO_FATAL_FAILURE(StartDaemon({guests, "--reset_segment"}));
+    for (int i = 0; i < 2; ++i) {
+      absl::StatusOr<v1::ReservePeerResponse> r = hub_->ReservePeer(request);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_TRUE(issued.insert({r->peer_id(), r->epoch()}).second)
+          << "(" << r->peer_id() << ", " << r->epoch() << ") issued twice, restart " << restart;
+      if (i == 0) {
+        ASSERT_TRUE(hub_->ReleasePeer(r->peer_id(), r->epoch()).ok());
+      }
+    }
+    if (restart % 2 == 0) {
+      KillDaemon();
+    } else {
+      HandOver();
+    }
+  }
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "server/local/poll_set.h"
 #include "shm/doorbell.h"
 #include "shm/host_control.h"
+#include "shm/mapping_control.h"
 #include "shm/occupancy.h"
 #include "shm/poll_fd.h"
 #include "tests/server/local/watched_guests_fixture.h"
@@ -193,6 +194,51 @@ TEST_F(HostSessionTest, CloseAtShutdownUnregistersTheHostAndItSeesTheConnectionE
   EXPECT_EQ(::recv(host.fd(), &byte, 1, 0), 0);
   EXPECT_THAT(Kinds(NewEvents()),
               ElementsAre(v1::EVENT_KIND_HOST_ATTACHED, v1::EVENT_KIND_HOST_DETACHED));
+}
+
+TEST_F(HostSessionTest, AHandedBackDoorbellIsWatchedAgainAndItsHangUpIsACrash) {
+  HostEnd host = RegisterHost();
+  ASSERT_TRUE(host.Next().has_value());  // REGISTERED
+  shm::Occupancy occupancy;
+  AttachedLocalGuest(&occupancy);
+  Turn();
+  ASSERT_TRUE(host.Next().has_value());  // PEER_ATTACHED
+  // As after a restart: this daemon watches nothing of the guest, and the
+  // host application hands back the host ends it kept.
+  guests_->ForgetAll();
+  auto doorbells = shm::Doorbell::CreatePair();
+  auto mapping = shm::CreateMappingControlPair();
+  ASSERT_TRUE(doorbells.ok() && mapping.ok());
+  const int fds[2] = {doorbells->first.fd(), mapping->first.get()};
+  ASSERT_TRUE(shm::SendHostRecord(host.fd(), shm::PeerHandbackRecord(occupancy, 2), fds,
+                                  shm::DeadlineAfter(kWait))
+                  .ok());
+  Turn();
+  EXPECT_EQ(guests_->size(), 1u);
+  NewEvents();
+  doorbells->second = shm::Doorbell(shm::DoorbellEnd::kGuest, shm::UniqueFd());  // the guest dies
+  doorbells->first = shm::Doorbell(shm::DoorbellEnd::kHost, shm::UniqueFd());   // our copy sent
+  absl::SleepFor(absl::Milliseconds(10));
+  PollSet polled;
+  guests_->AddTo(polled);
+  ASSERT_TRUE(polled.Wait(absl::Now() + absl::Milliseconds(200), absl::Seconds(1)).ok());
+  guests_->HandleEvents(polled, absl::Now());
+  const std::vector<v1::PeerEvent> events = NewEvents();
+  ASSERT_THAT(Kinds(events), ::testing::Contains(v1::EVENT_KIND_CRASHED));
+  EXPECT_EQ(events.front().detector(), v1::DETECTOR_DOORBELL);
+}
+
+TEST_F(HostSessionTest, AHandbackOfAnEndedOccupancyTellsTheHostToDropIt) {
+  HostEnd host = RegisterHost();
+  ASSERT_TRUE(host.Next().has_value());  // REGISTERED
+  ASSERT_TRUE(shm::SendHostRecord(host.fd(), shm::PeerHandbackRecord({2, 9}, 0), {},
+                                  shm::DeadlineAfter(kWait))
+                  .ok());
+  Turn();
+  Turn();  // the notice it queued
+  std::optional<shm::ReceivedHostRecord> vanished = host.Next();
+  ASSERT_TRUE(vanished.has_value());
+  EXPECT_EQ(vanished->record, shm::PeerRecoveringRecord({2, 9}, shm::PeerDeparture::kVanished));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -70,6 +71,38 @@ TEST(PeerCredentialsTest, PidfdOfAConnectedChildBecomesReadableWhenTheChildIsKil
   EXPECT_EQ(child.Wait(), 128 + SIGKILL);
   ::close(connection);
   ::close(listener);
+}
+
+TEST(PeerCredentialsTest, ARecordedProcessIsFoundAgainOnlyByItsPidAndStartTime) {
+  const uint32_t self = static_cast<uint32_t>(::getpid());
+  const std::optional<uint64_t> started = ProcessStartTime(self);
+  ASSERT_TRUE(started.has_value());
+  absl::StatusOr<shm::UniqueFd> again = OpenProcessIfStillIt(self, *started);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->valid());
+  // The same pid with another start time is another process: a reused pid.
+  absl::StatusOr<shm::UniqueFd> reused = OpenProcessIfStillIt(self, *started + 1);
+  EXPECT_EQ(reused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(reused.status().message().find("another process"), absl::string_view::npos)
+      << reused.status();
+}
+
+TEST(PeerCredentialsTest, AProcessThatExitedIsNotFoundAgain) {
+  ChildProcess child([] { return 0; });
+  const uint32_t pid = static_cast<uint32_t>(child.pid());
+  ASSERT_EQ(child.Wait(), 0);
+  EXPECT_EQ(OpenProcessIfStillIt(pid, 1).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(PeerCredentialsTest, TheStartTimeOfAConnectedPeerIsRecorded) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  absl::StatusOr<PeerCredentials> who = ReadPeerCredentials(pair[0]);
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(who->start_time, ProcessStartTime(static_cast<uint32_t>(::getpid())).value_or(0));
+  EXPECT_NE(who->start_time, 0u);
+  ::close(pair[0]);
+  ::close(pair[1]);
 }
 
 TEST(PeerCredentialsTest, DescriptorThatIsNotASocketIsAnInternalError) {
