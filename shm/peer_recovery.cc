@@ -152,7 +152,8 @@ uint32_t RecoveryReport::ProblemCount() const {
 
 absl::StatusOr<RecoveryReport> RecoverPeer(const Segment& segment, const Occupancy& occupancy,
                                            const RecoveryHooks& hooks) {
-  const auto [peer_id, epoch] = occupancy;
+  const uint32_t peer_id = occupancy.peer_id;
+  const uint32_t epoch = occupancy.epoch;
   if (!segment.is_host()) {
     return ShmError(ShmErrc::kWrongState, "only the segment's host may recover a peer");
   }

@@ -396,7 +396,8 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
 }
 
 absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
-  const auto [peer_id, epoch] = occupancy;
+  const uint32_t peer_id = occupancy.peer_id;
+  const uint32_t epoch = occupancy.epoch;
   MutationLock lock(this);
   if (shutting_down_) return StoppedError();
   SlotRecord* record = FindRecord(peer_id);
@@ -416,7 +417,8 @@ absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
 
 absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(
     const shm::Occupancy& occupancy, const std::string& reason) {
-  const auto [peer_id, epoch] = occupancy;
+  const uint32_t peer_id = occupancy.peer_id;
+  const uint32_t epoch = occupancy.epoch;
   MutationLock lock(this);
   if (shutting_down_) return StoppedError();
   SlotRecord* record = FindRecord(peer_id);

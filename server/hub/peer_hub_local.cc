@@ -71,7 +71,8 @@ absl::StatusOr<Reservation> PeerHub::ReserveForLocalGuest(const LocalGuest& gues
 
 void PeerHub::OnLocalGuestGone(const shm::Occupancy& occupancy, v1::Detector detector,
                                absl::Duration since) {
-  const auto [peer_id, epoch] = occupancy;
+  const uint32_t peer_id = occupancy.peer_id;
+  const uint32_t epoch = occupancy.epoch;
   MutationLock lock(this);
   if (shutting_down_) return;
   SlotRecord* record = FindHolder(occupancy);
