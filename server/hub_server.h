@@ -11,12 +11,16 @@
 // streams), the local socket (unless --socket is empty) and the liveness
 // monitor.
 //
-// Shutdown() is bounded by about --shutdown_grace: health turns NOT_SERVING,
-// new watch streams are refused, PeerHub::BeginShutdown() sends HOST_SHUTDOWN
-// to watchers and raises host_goodbye, the local socket rings and closes
-// every local guest's doorbell and goes away, the watchers get until the grace
-// period ends to receive it, RPCs still running then are cancelled, the
-// monitor stops, and the PeerHub is destroyed, which removes the segment.
+// Shutdown() is bounded by about --shutdown_grace, and follows
+// --stop_mode: health turns NOT_SERVING and new watch streams are refused;
+// then, for a goodbye, PeerHub::BeginShutdown() sends HOST_SHUTDOWN to
+// watchers and raises host_goodbye, the local socket rings and closes every
+// local guest's doorbell and goes away, and the PeerHub's destruction
+// removes the segment; for a handover, PeerHub::BeginHandover() ends the
+// watch streams without an event, the local socket closes without a ring,
+// and the segment and the state log stay for the next daemon. Either way
+// the watchers get until the grace period ends, calls still open then get
+// 200 ms more, and the monitor stops.
 // The /metrics exposer serves until then and stops last: prometheus-cpp's
 // (civetweb's) teardown takes about 2 s, which is spent after the segment is
 // gone and is not part of the grace period.

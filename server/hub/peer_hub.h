@@ -1,8 +1,10 @@
 // PeerHub: the daemon's model of the segment's peer slots, and the only code
 // that changes them on the host side.
 //
-// It owns the segment (created at construction, host_goodbye raised and the
-// file removed at shutdown), keeps one record per slot of what the daemon
+// It owns the segment (adopted from an earlier daemon or created at
+// construction; host_goodbye raised and the file removed at a goodbye
+// shutdown, both left for the next daemon at a handover), keeps one record
+// per slot of what the daemon
 // has published (state, epoch, reservation, armed detectors, stale flag),
 // and turns every transition it makes (RPCs) or observes (Scan) into exactly
 // one event in the EventJournal. Recovery of crashed, departed and evicted
