@@ -108,6 +108,7 @@ HostRecord Rebuilt(const HostRecord& record) {
 size_t TableFdCount(const HostRecord& record) {
   if (record.type == HostRecordType::kRegistered) return 1;
   if (record.type == HostRecordType::kPeerAttached) return record.arg;
+  if (record.type == HostRecordType::kPeerHandback) return record.arg;
   return 0;
 }
 
