@@ -395,41 +395,40 @@ absl::StatusOr<Reservation> PeerHub::Reserve(const ReserveRequest& request) {
       absl::StrCat("all ", config_.max_guests, " peer slots are occupied"));
 }
 
-absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
+absl::StatusOr<SlotRecord*> PeerHub::FenceOccupancy(const shm::Occupancy& occupancy,
+                                                    v1::PeerState wanted) {
   const uint32_t peer_id = occupancy.peer_id;
   const uint32_t epoch = occupancy.epoch;
-  MutationLock lock(this);
+  const FencedOp op = wanted == v1::PEER_STATE_RESERVED ? FencedOp::kRelease : FencedOp::kEvict;
   if (shutting_down_) return StoppedError();
   SlotRecord* record = FindRecord(peer_id);
   if (record == nullptr) return NoSuchPeer(peer_id);
-  if (record->state != v1::PEER_STATE_RESERVED || record->epoch != epoch) {
-    return FencingError(FencedOp::kRelease, peer_id, record->state, record->epoch, "", epoch);
+  if (record->state != wanted || record->epoch != epoch) {
+    return FencingError(op, peer_id, record->state, record->epoch, "", epoch);
   }
   shm::PeerEntryView entry = EntryOf(peer_id);
-  if (!entry.ReleaseFenced(epoch).ok()) {
-    return SegmentFencingError(FencedOp::kRelease, peer_id, entry.LoadPair(), epoch);
-  }
+  const absl::Status moved =
+      op == FencedOp::kRelease ? entry.ReleaseFenced(epoch) : entry.GoodbyeFenced(epoch);
+  if (!moved.ok()) return SegmentFencingError(op, peer_id, entry.LoadPair(), epoch);
+  return record;
+}
+
+absl::Status PeerHub::Release(const shm::Occupancy& occupancy) {
+  MutationLock lock(this);
+  absl::StatusOr<SlotRecord*> record = FenceOccupancy(occupancy, v1::PEER_STATE_RESERVED);
+  if (!record.ok()) return record.status();
   Publish(MakePeerEvent(v1::EVENT_KIND_RELEASED, occupancy, "released by ReleasePeer"));
   metrics_->CountReservation(ReservationOutcome::kReleased);
-  record->BecomeEmpty(epoch, absl::Now());
+  (*record)->BecomeEmpty(occupancy.epoch, absl::Now());
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<shm::RecoveryReport>> PeerHub::Evict(
     const shm::Occupancy& occupancy, const std::string& reason) {
-  const uint32_t peer_id = occupancy.peer_id;
-  const uint32_t epoch = occupancy.epoch;
   MutationLock lock(this);
-  if (shutting_down_) return StoppedError();
-  SlotRecord* record = FindRecord(peer_id);
-  if (record == nullptr) return NoSuchPeer(peer_id);
-  if (record->state != v1::PEER_STATE_ATTACHED || record->epoch != epoch) {
-    return FencingError(FencedOp::kEvict, peer_id, record->state, record->epoch, "", epoch);
-  }
-  shm::PeerEntryView entry = EntryOf(peer_id);
-  if (!entry.GoodbyeFenced(epoch).ok()) {
-    return SegmentFencingError(FencedOp::kEvict, peer_id, entry.LoadPair(), epoch);
-  }
+  absl::StatusOr<SlotRecord*> fenced = FenceOccupancy(occupancy, v1::PEER_STATE_ATTACHED);
+  if (!fenced.ok()) return fenced.status();
+  SlotRecord* record = *fenced;
   Publish(MakePeerEvent(v1::EVENT_KIND_EVICTED, occupancy,
                         reason.empty() ? std::string("evicted by EvictPeer") : reason));
   record->Enter(v1::PEER_STATE_GOODBYE, absl::Now());

@@ -286,6 +286,14 @@ class PeerHub {
   SlotRecord* FindRecord(uint32_t peer_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const SlotRecord* FindRecord(uint32_t peer_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status NoSuchPeer(uint32_t peer_id) const;
+  // Release's and Evict's two fences: the record published `wanted`
+  // (Reserved or Attached) at the occupancy's epoch, then one CAS moving
+  // the segment's pair on (Reserved -> Empty, Attached -> Goodbye). The
+  // record, or the error the API documents (UNAVAILABLE, NOT_FOUND,
+  // FAILED_PRECONDITION naming what was found and what to do instead).
+  absl::StatusOr<SlotRecord*> FenceOccupancy(const shm::Occupancy& occupancy,
+                                             v1::PeerState wanted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // UNAVAILABLE once stopping: shutting down, or handing over.
   absl::Status StoppedError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The record whose reservation was made with `request_id`, while its
